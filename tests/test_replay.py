@@ -1,0 +1,144 @@
+"""Sequence replay: window contents, episode boundaries, eviction, coverage, restore from disk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dreamworld.data.replay import Replay
+from dreamworld.data.store import EpisodeStore
+
+
+def episode(episode_id: int, length: int) -> dict[str, np.ndarray]:
+    """An episode whose vector is (episode id, time index), so windows can be checked exactly."""
+    t = np.arange(length)
+    return {
+        "vector": np.stack([np.full(length, episode_id), t], -1).astype(np.float32),
+        "reward": t.astype(np.float32),
+        "is_first": t == 0,
+        "is_last": t == length - 1,
+        "is_terminal": np.zeros(length, bool),
+        "action": np.zeros((length, 2), np.float32),
+    }
+
+
+def fill_streams(replay: Replay, lengths_per_stream: list[list[int]]) -> None:
+    """Steps several streams in lockstep, each playing its episodes back to back."""
+    flats = []
+    next_id = 0
+    for lengths in lengths_per_stream:
+        parts = []
+        for length in lengths:
+            parts.append(episode(next_id, length))
+            next_id += 1
+        flats.append({key: np.concatenate([p[key] for p in parts]) for key in parts[0]})
+    steps = min(len(flat["reward"]) for flat in flats)
+    for t in range(steps):
+        replay.add({key: np.stack([flat[key][t] for flat in flats]) for key in flats[0]})
+
+
+def check_window(window: dict[str, np.ndarray]) -> None:
+    ids, times = window["vector"][..., 0], window["vector"][..., 1]
+    same = (ids[:, 1:] == ids[:, :-1]) & (times[:, 1:] == times[:, :-1] + 1)
+    new_episode = window["is_first"][:, 1:] & (times[:, 1:] == 0)
+    assert np.all(same | new_episode), "a window crossed an episode boundary without is_first"
+    assert np.all(window["is_first"] == (times == 0))
+
+
+def test_windows_have_shape_and_respect_episode_boundaries():
+    replay = Replay(capacity=1000, length=16, seed=1)
+    fill_streams(replay, [[5, 30, 12, 40], [17, 9, 60], [100]])
+    batch = replay.sample(256)
+    assert batch["vector"].shape == (256, 16, 2)
+    assert batch["action"].shape == (256, 16, 2)
+    assert batch["is_first"].dtype == bool
+    check_window(batch)
+    # Short episodes still appear: windows cross into the next episode at its is_first.
+    assert batch["is_first"][:, 1:].any()
+
+
+def test_windows_never_join_two_streams():
+    replay = Replay(capacity=500, length=8)
+    fill_streams(replay, [[200], [200]])  # two streams, each one long episode with distinct ids
+    batch = replay.sample(512)
+    ids = batch["vector"][..., 0]
+    assert np.all(ids == ids[:, :1])
+
+
+def test_eviction_is_oldest_first():
+    replay = Replay(capacity=50, length=4)
+    for t in range(120):
+        replay.add({"reward": np.array([t], np.float32), "is_first": np.array([t == 0])})
+    assert len(replay) == 50 and replay.total == 120
+    held = set(replay.sample(2000)["reward"].ravel().astype(int).tolist())
+    assert held == set(range(70, 120))
+
+
+def test_eviction_across_streams_keeps_links_valid():
+    """A stream that pauses long enough to be evicted restarts cleanly when it resumes."""
+    replay = Replay(capacity=40, length=5)
+    for t in range(10):
+        replay.add({"vector": np.array([[0, t], [1, t]], np.float32), "is_first": np.array([t == 0] * 2)})
+    for t in range(10, 60):  # stream 1 alone: stream 0's steps are evicted
+        replay.add({"vector": np.array([[1, t]], np.float32), "is_first": np.array([False])}, [1])
+    for t in range(100, 110):  # stream 0 resumes as a new episode
+        vector = np.array([[0, t]], np.float32)
+        replay.add({"vector": vector, "is_first": np.array([t == 100])}, [0])
+    batch = replay.sample(1000)
+    ids, times = batch["vector"][..., 0], batch["vector"][..., 1]
+    assert np.all(ids == ids[:, :1])
+    assert np.all(np.diff(times, axis=1) == 1), "a window followed a link into overwritten data"
+    assert times.min() >= 30
+
+
+def test_uniform_coverage_of_window_starts():
+    length, steps = 10, 110
+    replay = Replay(capacity=1000, length=length, seed=3)
+    replay.add_sequence(episode(0, steps), stream=0)
+    starts = replay.sample(20_000)["vector"][:, 0, 1].astype(int)
+    counts = np.bincount(starts, minlength=steps)
+    valid = steps - length + 1
+    assert counts[valid:].sum() == 0, "a window ran past the newest step"
+    expected = 20_000 / valid
+    assert np.all(np.abs(counts[:valid] - expected) < 5 * np.sqrt(expected))
+
+
+def test_sampling_before_a_full_window_exists_is_an_error():
+    replay = Replay(capacity=100, length=10)
+    replay.add_sequence(episode(0, 9), stream=0)
+    with pytest.raises(ValueError, match="no sequence of 10 steps"):
+        replay.sample(1)
+    replay.add_sequence(episode(1, 1), stream=0)
+    assert replay.sample(4)["vector"].shape == (4, 10, 2)
+
+
+def test_a_sequence_longer_than_the_capacity_keeps_its_newest_steps():
+    replay = Replay(capacity=20, length=5)
+    replay.add_sequence(episode(0, 30), stream=0)
+    times = replay.sample(500)["vector"][..., 1]
+    assert times.min() == 10 and times.max() == 29
+
+
+def test_restore_from_disk_equals_what_was_written(tmp_path):
+    store = EpisodeStore(tmp_path / "episodes")
+    written = [episode(i, length) for i, length in enumerate([7, 20, 3, 15])]
+    for ep in written:
+        store.save(ep)
+    replay = Replay(capacity=1000, length=4)
+    assert replay.restore(store) == 45
+    order = np.argsort(replay.seq[: replay.size])
+    for key, value in written[0].items():
+        restored = replay.data[key][: replay.size][order]
+        np.testing.assert_array_equal(restored, np.concatenate([ep[key] for ep in written]))
+        assert restored.dtype == value.dtype
+    check_window(replay.sample(300))
+
+
+def test_restore_reads_only_the_newest_episodes_that_fit(tmp_path):
+    store = EpisodeStore(tmp_path)
+    for i in range(5):
+        store.save(episode(i, 10))
+    replay = Replay(capacity=25, length=4)
+    assert replay.restore(store) == 30  # episodes 2, 3, 4: the fewest newest that fill 25 steps
+    ids = set(replay.sample(500)["vector"][..., 0].ravel().astype(int).tolist())
+    assert ids <= {2, 3, 4} and 4 in ids
