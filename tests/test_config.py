@@ -83,9 +83,9 @@ def test_wrong_type_names_key_type_and_value(key, value, expected):
 
 
 def test_values_outside_the_allowed_choices_are_rejected():
-    with pytest.raises(ConfigError, match="env.parallel.*process, thread, serial"):
+    with pytest.raises(ConfigError, match=r"env\.parallel.*process, thread, serial"):
         load_config(overrides={"env.parallel": "cluster"})
-    with pytest.raises(ConfigError, match="'replay.batch' must be positive"):
+    with pytest.raises(ConfigError, match=r"'replay\.batch' must be positive"):
         load_config(overrides={"replay.batch": "0"})
 
 

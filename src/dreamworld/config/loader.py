@@ -296,4 +296,3 @@ def _type_name(target: Any) -> str:
 def _suggest(word: str, options: Sequence[str]) -> str:
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""
-

@@ -1,0 +1,409 @@
+"""Dreamer: a world model learned from replay, and an actor-critic learned in its imagination.
+
+One implementation of DreamerV1 (Hafner et al. 2020), V2 (2021) and V3 (2023, with the 2024 revision's
+options); the versions are presets of the options in :mod:`dreamworld.config.dreamer`. An update reads
+in the order of the papers:
+
+1. world model: encode a replayed ``(B, T)`` batch, run the RSSM posterior, reconstruct observations,
+   predict rewards and continuation, and pull prior and posterior together (KL with free nats);
+2. imagination: from every posterior state, roll the prior ``H`` steps under the actor;
+3. actor and critic: lambda-returns on the imagined rewards and values; the actor follows returns
+   (dynamics backpropagation, REINFORCE or a mix), the critic regresses onto them.
+
+See ``algos/dreamer/README.md`` for how each paper setting maps to an option.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dreamworld.config.dreamer import DreamerConfig, OptimConfig
+from dreamworld.models.actor_critic import Actor, Critic, ReturnNorm
+from dreamworld.models.rssm import State
+from dreamworld.models.world_model import WorldModel
+from dreamworld.nn.functional import lambda_return, trajectory_weights
+from dreamworld.nn.optim import Optimizer
+
+Metrics = dict[str, float]
+PolicyState = tuple[State, Tensor] | None
+
+
+class Dreamer(nn.Module):
+    """The Dreamer agent: world model, actor, critic and their optimisers.
+
+    Args:
+        config: The agent's options.
+        obs_space: Observation spaces of one environment (``image`` and/or ``vector`` are used).
+        act_space: ``Discrete`` or ``Box`` in ``[-1, 1]``.
+        device: Where the networks live.
+    """
+
+    def __init__(
+        self,
+        config: DreamerConfig,
+        obs_space: dict[str, gym.spaces.Space],
+        act_space: gym.spaces.Space,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.discrete = isinstance(act_space, gym.spaces.Discrete)
+        self.actions = int(act_space.n) if self.discrete else int(np.prod(act_space.shape))
+        self.shapes = {key: tuple(obs_space[key].shape) for key in ("image", "vector") if key in obs_space}
+        wm = config.world_model
+        self.wm = WorldModel(
+            self.shapes,
+            self.actions,
+            rssm={
+                "deter": wm.deter,
+                "stoch": wm.stoch,
+                "classes": wm.classes,
+                "units": wm.hidden or wm.units,
+                "core": wm.core,
+                "gru_norm": wm.gru_norm,
+                "blocks": wm.blocks,
+                "unimix": wm.unimix,
+                "min_std": wm.min_std,
+                "initial": wm.initial,
+                "prior_layers": wm.prior_layers,
+            },
+            units=wm.units,
+            layers=wm.layers,
+            act=wm.act,
+            norm=wm.norm,
+            depth=wm.depth,
+            kernel=wm.kernel,
+            symlog_inputs=wm.symlog_inputs,
+            vector_output=wm.vector_output,
+            reward_output=wm.reward_output,
+            cont=wm.cont,
+            bins=wm.bins,
+        )
+        feat = self.wm.rssm.feat_size
+        actor, critic = config.actor, config.critic
+        self.actor = Actor(
+            feat,
+            self.actions,
+            self.discrete,
+            actor.dist,
+            actor.units,
+            actor.layers,
+            wm.act,
+            wm.norm,
+            actor.unimix,
+            actor.min_std,
+            actor.max_std,
+        )
+        self.critic = Critic(
+            feat,
+            critic.output,
+            critic.units,
+            critic.layers,
+            wm.act,
+            wm.norm,
+            wm.bins,
+            critic.slow_fraction,
+            critic.slow_every,
+        )
+        self.return_norm = ReturnNorm(actor.norm_decay, actor.norm_low, actor.norm_high, actor.norm_limit)
+        self.to(device)
+        self.device = torch.device(device)
+        self.opts = {
+            "wm": _optimizer(self.wm, wm.opt),
+            "actor": _optimizer(self.actor, actor.opt),
+            "critic": _optimizer(self.critic, critic.opt),
+        }
+        grad = actor.grad_discrete if self.discrete else actor.grad_continuous
+        self.actor_grad = grad
+
+    # ----------------------------------------------------------------------------------------------
+    # Training
+
+    def train_step(self, data: dict[str, np.ndarray]) -> Metrics:
+        """One update of world model, actor and critic on a replayed ``(B, T)`` batch."""
+        batch = self.preprocess(data)
+        wm_loss, post, metrics = self.world_model_loss(batch)
+        metrics["wm/grad_norm"] = self.opts["wm"].step(wm_loss)
+        start = {key: value.detach().flatten(0, 1) for key, value in post.items()}
+        start_cont = batch["cont"].flatten(0, 1)
+        traj, actions = self.imagine(start)
+        actor_loss, critic_loss, behaviour = self.behaviour_losses(traj, actions, start_cont, batch, post)
+        metrics.update(behaviour)
+        metrics["actor/grad_norm"] = self.opts["actor"].step(actor_loss)
+        metrics["critic/grad_norm"] = self.opts["critic"].step(critic_loss)
+        self.critic.update_slow()
+        return metrics
+
+    def preprocess(self, data: dict[str, np.ndarray]) -> dict[str, Tensor]:
+        """Moves a replayed batch to the device in the model's layout.
+
+        Every window starts from the initial state: its first step is marked ``is_first``.
+        """
+        batch = {key: torch.as_tensor(data[key], device=self.device) for key in self.shapes}
+        if "vector" in batch:
+            batch["vector"] = batch["vector"].float()
+        action = torch.as_tensor(data["action"], device=self.device)
+        batch["action"] = self.encode_action(action)
+        batch["reward"] = torch.as_tensor(data["reward"], device=self.device).float()
+        batch["cont"] = 1.0 - torch.as_tensor(data["is_terminal"], device=self.device).float()
+        is_first = torch.as_tensor(data["is_first"], device=self.device).clone()
+        is_first[:, 0] = True
+        batch["is_first"] = is_first
+        batch["is_last"] = torch.as_tensor(data["is_last"], device=self.device)
+        return batch
+
+    def world_model_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, State, Metrics]:
+        """Reconstruction, reward, continue and KL losses, scaled by ``world_model.scales``."""
+        config = self.config.world_model
+        embed = self.wm.encoder(batch)
+        post, prior = self.wm.rssm.observe(embed, batch["action"], batch["is_first"])
+        dists = self.wm.heads(self.wm.rssm.feat(post))
+        targets = {"reward": batch["reward"], "cont": batch["cont"]}
+        if "image" in batch:
+            targets["image"] = batch["image"].float() / 255.0 - 0.5
+        if "vector" in batch:
+            targets["vector"] = batch["vector"]
+        losses = {key: dist.loss(targets[key]).mean() for key, dist in dists.items()}
+        rssm = self.wm.rssm
+        kl_dyn = rssm.kl(_detach(post), prior)  # trains the prior toward the posterior
+        kl_rep = rssm.kl(post, _detach(prior))  # regularises the posterior toward the prior
+        losses["dyn"] = _free_nats(kl_dyn, config.kl_free, config.kl_free_avg)
+        losses["rep"] = _free_nats(kl_rep, config.kl_free, config.kl_free_avg)
+        total = sum(config.scales[key] * value for key, value in losses.items())
+        assert isinstance(total, Tensor)
+        metrics = {f"wm/loss_{key}": value.item() for key, value in losses.items()}
+        with torch.no_grad():
+            metrics["wm/kl"] = kl_rep.mean().item()
+            metrics["wm/prior_entropy"] = rssm.latent.entropy(prior).mean().item()
+            metrics["wm/post_entropy"] = rssm.latent.entropy(post).mean().item()
+        return total, post, metrics
+
+    def imagine(self, start: State) -> tuple[State, Tensor]:
+        """Imagined trajectories ``(N, H + 1)`` from start states, with the actions taken in them.
+
+        Only dynamics backpropagation needs gradients through the imagination; REINFORCE alone lets
+        it run without building a graph.
+        """
+        for param in self.wm.parameters():
+            param.requires_grad_(False)
+        try:
+            with torch.set_grad_enabled(self.actor_grad != "reinforce"):
+                return self.wm.rssm.imagine(self.actor, start, self.config.horizon)
+        finally:
+            for param in self.wm.parameters():
+                param.requires_grad_(True)
+
+    def behaviour_losses(
+        self, traj: State, actions: Tensor, start_cont: Tensor, batch: dict[str, Tensor], post: State
+    ) -> tuple[Tensor, Tensor, Metrics]:
+        """Actor and critic losses from lambda-returns along imagined trajectories."""
+        config = self.config
+        feat = self.wm.rssm.feat(traj)
+        reward = self.wm.reward(feat).mode()
+        cont = self.wm.cont(feat).mode() if self.wm.cont is not None else torch.ones_like(reward)
+        # The start state is real: its continuation is known rather than predicted.
+        cont = torch.cat([start_cont[:, None], cont[:, 1:]], 1)
+        value = self.critic.slow_value(feat) if config.critic.slow_target else self.critic(feat).mode()
+        returns = lambda_return(reward, cont, value, config.discount, config.return_lambda)
+        weights = trajectory_weights(cont, config.discount)[:, :-1]
+        actor_loss, metrics = self.actor_loss(feat, actions, returns, value, weights)
+        critic_loss, critic_metrics = self.critic_loss(feat, returns, weights)
+        if config.critic.replay_scale:
+            replay_loss = self.replay_value_loss(post, batch, returns[:, 0])
+            critic_loss = critic_loss + config.critic.replay_scale * replay_loss
+            critic_metrics["critic/replay_loss"] = replay_loss.item()
+        metrics.update(critic_metrics)
+        metrics["imagine/reward"] = reward[:, 1:].mean().item()
+        metrics["imagine/return"] = returns.mean().item()
+        metrics["imagine/cont"] = cont[:, 1:].mean().item()
+        return actor_loss, critic_loss, metrics
+
+    def actor_loss(
+        self, feat: Tensor, actions: Tensor, returns: Tensor, value: Tensor, weights: Tensor
+    ) -> tuple[Tensor, Metrics]:
+        """The actor objective: normalised advantages by dynamics or REINFORCE, plus entropy."""
+        config = self.config.actor
+        if config.return_norm:
+            self.return_norm.update(returns)
+            scale = self.return_norm.scale()
+        else:
+            scale = torch.ones((), device=returns.device)
+        advantage = (returns - value[:, :-1].detach()) / scale
+        dist = self.actor(feat[:, :-1].detach())
+        reinforce = -dist.log_prob(actions[:, :-1].detach()) * advantage.detach()
+        if self.actor_grad == "dynamics":
+            objective = -advantage
+        elif self.actor_grad == "reinforce":
+            objective = reinforce
+        else:
+            objective = config.mix * -advantage + (1 - config.mix) * reinforce
+        entropy = dist.entropy()
+        loss = (weights * (objective - config.entropy * entropy)).mean()
+        metrics = {
+            "actor/loss": loss.item(),
+            "actor/entropy": entropy.mean().item(),
+            "actor/return_scale": scale.item(),
+            "actor/advantage": advantage.mean().item(),
+        }
+        return loss, metrics
+
+    def critic_loss(self, feat: Tensor, returns: Tensor, weights: Tensor) -> tuple[Tensor, Metrics]:
+        """Regression onto the returns, plus the regulariser toward the slow critic (V3)."""
+        config = self.config.critic
+        inputs = feat[:, :-1].detach()
+        dist = self.critic(inputs)
+        loss = dist.loss(returns.detach())
+        if config.slow_reg:
+            loss = loss + config.slow_reg * dist.loss(self.critic.slow_value(inputs))
+        loss = (weights * loss).mean()
+        return loss, {"critic/loss": loss.item(), "critic/value": dist.mode().mean().item()}
+
+    def replay_value_loss(self, post: State, batch: dict[str, Tensor], imagined: Tensor) -> Tensor:
+        """The critic on replayed states, with lambda-returns over real rewards (DreamerV3 2024).
+
+        Each replayed step bootstraps from the imagined return that starts in it; a return never
+        crosses an episode end inside the window, and the last step of an episode gets no loss.
+        """
+        config = self.config
+        feat = self.wm.rssm.feat(_detach(post))
+        batch_size, steps = batch["reward"].shape
+        boot = imagined.detach().reshape(batch_size, steps)
+        last = batch["is_last"].float()
+        lambdas = config.return_lambda * (1 - last[:, 1:])
+        returns = lambda_return(batch["reward"], batch["cont"], boot, config.discount, lambdas)
+        dist = self.critic(feat[:, :-1])
+        loss = dist.loss(returns)
+        if config.critic.slow_reg:
+            loss = loss + config.critic.slow_reg * dist.loss(self.critic.slow_value(feat[:, :-1]))
+        return ((1 - last[:, :-1]) * loss).mean()
+
+    # ----------------------------------------------------------------------------------------------
+    # Acting
+
+    @torch.no_grad()
+    def policy(
+        self, obs: dict[str, np.ndarray], state: PolicyState = None, mode: str = "sample"
+    ) -> tuple[np.ndarray, PolicyState]:
+        """Actions for a batch of observations, carrying the latent state between calls.
+
+        Args:
+            obs: Batched observations of the environment contract (``is_first`` resets the state).
+            state: What the previous call returned, or None at the start.
+            mode: ``sample`` (training), ``mode`` (deterministic evaluation) or ``explore`` (sample,
+                plus ``actor.explore_noise`` on continuous actions).
+
+        Returns:
+            Actions for the environments (indices or vectors in ``[-1, 1]``) and the next state.
+        """
+        inputs = {key: torch.as_tensor(obs[key], device=self.device) for key in self.shapes}
+        if "vector" in inputs:
+            inputs["vector"] = inputs["vector"].float()
+        is_first = torch.as_tensor(obs["is_first"], device=self.device)
+        rssm = self.wm.rssm
+        if state is None:
+            latent, prev_action = rssm.initial(len(is_first)), torch.zeros(len(is_first), self.actions)
+            prev_action = prev_action.to(self.device)
+        else:
+            latent, prev_action = state
+        embed_part = rssm.post_embed(self.wm.encoder(inputs))
+        latent = rssm.obs_step(latent, prev_action, embed_part, is_first)
+        dist = self.actor(rssm.feat(latent))
+        action = dist.mode() if mode == "mode" else dist.sample()
+        if mode == "explore" and not self.discrete and self.config.actor.explore_noise:
+            action = action + self.config.actor.explore_noise * torch.randn_like(action)
+        if not self.discrete:
+            action = action.clamp(-1, 1)
+        return self.decode_action(action), (latent, action)
+
+    def encode_action(self, action: Tensor) -> Tensor:
+        """Environment actions to model inputs: one-hot for discrete, float vectors otherwise."""
+        if self.discrete:
+            return F.one_hot(action.long().reshape(action.shape[:2]), self.actions).float()
+        return action.float()
+
+    def decode_action(self, action: Tensor) -> np.ndarray:
+        """Model actions to environment actions: indices for discrete, float32 vectors otherwise."""
+        if self.discrete:
+            return action.argmax(-1).cpu().numpy()
+        return action.cpu().numpy().astype(np.float32)
+
+    # ----------------------------------------------------------------------------------------------
+    # Reports
+
+    @torch.no_grad()
+    def open_loop(self, data: dict[str, np.ndarray], context: int = 5, videos: int = 4) -> np.ndarray | None:
+        """Truth, model and error side by side: the model sees ``context`` frames, then imagines the
+        rest of the window under the replayed actions.
+
+        Returns:
+            A video ``(T, H, 3 * W, C)`` uint8 stacking ``videos`` sequences vertically, or None for
+            tasks without images.
+        """
+        if "image" not in self.shapes:
+            return None
+        batch = self.preprocess({key: value[:videos] for key, value in data.items()})
+        rssm = self.wm.rssm
+        embed = self.wm.encoder(batch)
+        post, _ = rssm.observe(embed[:, :context], batch["action"][:, :context], batch["is_first"][:, :context])
+        state = {key: value[:, -1] for key, value in post.items()}
+        imagined = []
+        for t in range(context, batch["action"].shape[1]):
+            state = rssm.img_step(state, batch["action"][:, t - 1])
+            imagined.append(state)
+        prior = {key: torch.stack([s[key] for s in imagined], 1) for key in imagined[0]}
+        recon = self.wm.decoder(rssm.feat(post))["image"].mode()
+        model = torch.cat([recon, self.wm.decoder(rssm.feat(prior))["image"].mode()], 1)
+        truth = batch["image"].float() / 255.0
+        model = (model + 0.5).clamp(0, 1)
+        error = (model - truth + 1) / 2
+        video = torch.cat([truth, model, error], 3)  # (B, T, H, 3W, C)
+        video = torch.cat(list(video), 1)  # sequences stacked vertically: (T, B*H, 3W, C)
+        return (video * 255).to(torch.uint8).cpu().numpy()
+
+    # ----------------------------------------------------------------------------------------------
+    # State
+
+    def training_state(self) -> dict[str, Any]:
+        """Networks and optimiser states, for checkpoints."""
+        return {
+            "model": self.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.opts.items()},
+            "config": asdict(self.config),
+        }
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`training_state` output."""
+        self.load_state_dict(state["model"])
+        for name, opt in self.opts.items():
+            opt.load_state_dict(state["optimizers"][name])
+
+
+def _optimizer(module: nn.Module, config: OptimConfig) -> Optimizer:
+    return Optimizer(
+        module,
+        name=config.name,
+        lr=config.lr,
+        eps=config.eps,
+        clip=config.clip,
+        agc=config.agc,
+        weight_decay=config.weight_decay,
+        warmup=config.warmup,
+    )
+
+
+def _detach(state: State) -> State:
+    return {key: value.detach() for key, value in state.items()}
+
+
+def _free_nats(kl: Tensor, free: float, average_first: bool) -> Tensor:
+    """KL below ``free`` nats is not minimised: clipped per step (V3) or on the batch mean (V1, V2)."""
+    if average_first:
+        return torch.clamp(kl.mean(), min=free)
+    return torch.clamp(kl, min=free).mean()

@@ -1,0 +1,162 @@
+"""Configuration of the Dreamer agent. The versions V1, V2 and V3 are presets of these options
+(``config/presets/dreamerv{1,2,3}.yaml``); the defaults here are DreamerV3 (2023) at size S.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dreamworld.config.fields import choice, option, section
+from dreamworld.errors import ConfigError
+
+
+def _default_scales() -> dict[str, float]:
+    return {"image": 1.0, "vector": 1.0, "reward": 1.0, "cont": 1.0, "dyn": 0.5, "rep": 0.1}
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """One optimiser."""
+
+    name: str = option("adam (with global-norm clipping) or laprop (DreamerV3 2024)", "adam")
+    lr: float = option("learning rate", 1e-4)
+    eps: float = option("epsilon of the optimiser", 1e-8)
+    clip: float = option("global gradient-norm clip; 0 disables", 1000.0)
+    agc: float = option("adaptive gradient clipping threshold (replaces clip); 0 disables", 0.0)
+    weight_decay: float = option("parameters shrink by this fraction before each step", 0.0)
+    warmup: int = option("updates of linear learning-rate warm-up from 0", 0)
+
+    def __post_init__(self) -> None:
+        choice("optimiser name", self.name, ("adam", "laprop"))
+
+
+@dataclass(frozen=True)
+class WorldModelConfig:
+    """Encoder, RSSM, decoder, reward and continue heads, and their losses."""
+
+    deter: int = option("recurrent state size", 512)
+    stoch: int = option("number of latent variables", 32)
+    classes: int = option("classes per categorical latent; 0 gives Gaussian latents (DreamerV1)", 32)
+    hidden: int | None = option("hidden units inside the RSSM; null takes units", None)
+    units: int = option("hidden units of encoder MLP, decoder and heads", 512)
+    layers: int = option("hidden layers of encoder MLP, decoder and heads", 2)
+    act: str = option("activation: silu, elu, relu, tanh, gelu", "silu")
+    norm: str = option("normalisation after hidden layers: none, layer, rms", "layer")
+    depth: int = option("channels of the first conv stage (doubling per stage)", 32)
+    kernel: int = option("conv kernel size", 4)
+    core: str = option("recurrent core: gru (input layer + GRU) or block (block-diagonal GRU)", "gru")
+    gru_norm: str = option("norm over the GRU gate pre-activations (gru core): none, layer, rms", "layer")
+    blocks: int = option("blocks of the block core", 8)
+    unimix: float = option("uniform mix of categorical latents", 0.01)
+    min_std: float = option("smallest std of Gaussian latents", 0.1)
+    initial: str = option("initial RSSM state: zeros or learned", "learned")
+    prior_layers: int = option("hidden layers of the prior network", 1)
+    symlog_inputs: bool = option("squash vector observations with symlog before encoding", True)
+    vector_output: str = option("vector decoder loss: mse or symlog_mse", "symlog_mse")
+    reward_output: str = option("reward head: mse or symexp_twohot", "symexp_twohot")
+    cont: bool = option("predict episode continuation (else assume episodes never end)", True)
+    bins: int = option("bins of two-hot heads", 255)
+    kl_free: float = option("free nats: KL terms below this are not minimised", 1.0)
+    kl_free_avg: bool = option(
+        "apply free nats to the batch-mean KL (V1, V2) instead of to each step (V3)", False
+    )
+    scales: dict[str, float] = section(
+        "loss scales: image, vector, reward, cont, dyn (trains the prior), rep (the posterior)",
+        _default_scales,
+    )
+    opt: OptimConfig = section("world-model optimiser", OptimConfig)
+
+    def __post_init__(self) -> None:
+        choice("dreamer.world_model.core", self.core, ("gru", "block"))
+        choice("dreamer.world_model.initial", self.initial, ("zeros", "learned"))
+        choice("dreamer.world_model.vector_output", self.vector_output, ("mse", "symlog_mse"))
+        choice("dreamer.world_model.reward_output", self.reward_output, ("mse", "symexp_twohot"))
+        missing = set(_default_scales()) - set(self.scales)
+        unknown = set(self.scales) - set(_default_scales())
+        if missing or unknown:
+            raise ConfigError(
+                f"config key 'dreamer.world_model.scales' needs exactly {sorted(_default_scales())}; "
+                f"missing {sorted(missing)}, unknown {sorted(unknown)}"
+            )
+
+
+def _actor_opt() -> OptimConfig:
+    return OptimConfig(lr=3e-5, eps=1e-5, clip=100.0)
+
+
+@dataclass(frozen=True)
+class ActorConfig:
+    """The policy and how it learns from imagined trajectories."""
+
+    units: int = option("hidden units", 512)
+    layers: int = option("hidden layers", 2)
+    dist: str = option("continuous actions: bounded_normal (V2, V3) or tanh_normal (V1)", "bounded_normal")
+    unimix: float = option("uniform mix of discrete actions", 0.01)
+    min_std: float = option("smallest std of continuous actions", 0.1)
+    max_std: float = option("largest std of continuous actions (bounded_normal)", 1.0)
+    grad_discrete: str = option("gradient for discrete actions: reinforce, dynamics or mix", "reinforce")
+    grad_continuous: str = option("gradient for continuous actions: reinforce, dynamics or mix", "dynamics")
+    mix: float = option("with grad mix: weight of the dynamics gradient (the rest is REINFORCE)", 0.1)
+    entropy: float = option("entropy bonus scale", 3e-4)
+    explore_noise: float = option("Gaussian noise added to continuous actions while collecting (V1)", 0.0)
+    return_norm: bool = option("divide advantages by the EMA percentile range of returns (V3)", True)
+    norm_decay: float = option("EMA decay of the return percentiles", 0.99)
+    norm_low: float = option("lower return percentile", 5.0)
+    norm_high: float = option("upper return percentile", 95.0)
+    norm_limit: float = option("smallest return scale", 1.0)
+    opt: OptimConfig = section("actor optimiser", _actor_opt)
+
+    def __post_init__(self) -> None:
+        choice("dreamer.actor.dist", self.dist, ("bounded_normal", "tanh_normal"))
+        for key in ("grad_discrete", "grad_continuous"):
+            choice(f"dreamer.actor.{key}", getattr(self, key), ("reinforce", "dynamics", "mix"))
+
+
+@dataclass(frozen=True)
+class CriticConfig:
+    """The value function, its slow copy and its losses."""
+
+    units: int = option("hidden units", 512)
+    layers: int = option("hidden layers", 2)
+    output: str = option("value head: mse or symexp_twohot", "symexp_twohot")
+    slow_fraction: float = option("how far the slow critic moves toward the critic per move", 0.02)
+    slow_every: int = option("updates between moves of the slow critic", 1)
+    slow_target: bool = option(
+        "bootstrap lambda-returns from the slow critic (V2) instead of the critic", False
+    )
+    slow_reg: float = option("scale of the regulariser toward the slow critic's predictions (V3)", 1.0)
+    replay_scale: float = option(
+        "scale of the value loss on replayed trajectories (V3 2024); 0 disables", 0.0
+    )
+    opt: OptimConfig = section("critic optimiser", _actor_opt)
+
+    def __post_init__(self) -> None:
+        choice("dreamer.critic.output", self.output, ("mse", "symexp_twohot"))
+
+
+@dataclass(frozen=True)
+class DreamerConfig:
+    """The Dreamer agent and its training schedule."""
+
+    world_model: WorldModelConfig = section("world model", WorldModelConfig)
+    actor: ActorConfig = section("actor", ActorConfig)
+    critic: CriticConfig = section("critic", CriticConfig)
+    horizon: int = option("imagination horizon H", 15)
+    discount: float = option("discount factor gamma (V3: 1 - 1/333)", 0.997)
+    return_lambda: float = option("lambda of the lambda-returns", 0.95)
+    steps: int = option("environment (policy) steps to train for", 100_000)
+    train_ratio: float = option("replayed steps per policy step: updates = ratio / (batch * length)", 512.0)
+    prefill: int = option("policy steps of random actions before training starts", 1024)
+    eval_every: int = option("policy steps between evaluations; 0 disables", 10_000)
+    eval_episodes: int = option("episodes per evaluation", 5)
+    eval_mode: str = option("evaluation actions: mode (deterministic) or sample", "mode")
+    log_every: float = option("seconds between metric writes", 60.0)
+    save_every: float = option("seconds between checkpoints", 600.0)
+    report_every: int = option("updates between open-loop prediction videos; 0 disables", 2_000)
+    device: str = option("auto (cuda if available), cpu or cuda[:N]", "auto")
+    precision: str = option("float32, or bfloat16 autocast (GPU)", "float32")
+    threads: int = option("torch threads of the learner; 0 takes the cores not used by workers", 0)
+
+    def __post_init__(self) -> None:
+        choice("dreamer.eval_mode", self.eval_mode, ("mode", "sample"))
+        choice("dreamer.precision", self.precision, ("float32", "bfloat16"))

@@ -1,0 +1,185 @@
+"""Environments behind one observation contract (:mod:`dreamworld.envs.base`).
+
+``make_env("dmc/walker-walk", obs="image")`` builds one environment; ``make_vector_env`` steps
+several in worker processes. Suites are found in a local registry of import strings, so a suite's
+simulator (and its optional package) is imported only when that suite is used. Nothing here
+imports torch.
+
+=============  =====================================  ======================  =========
+suite          ids                                    natural observation     extra
+=============  =====================================  ======================  =========
+``gym``        ``gym/<Gymnasium id>``                 its observation space   (core)
+``dmc``        ``dmc/<domain>-<task>``                ``vector``              ``dmc``
+``atari``      ``atari/<game>`` (snake_case)          ``image``               ``atari``
+``carracing``  ``carracing``                          ``image``               ``box2d``
+=============  =====================================  ======================  =========
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from dreamworld.envs.base import Env
+from dreamworld.envs.options import EnvOptions, unknown_id
+from dreamworld.envs.parallel import VectorEnv
+
+__all__ = ["Env", "SuiteInfo", "VectorEnv", "make_env", "make_vector_env", "suite_table"]
+
+
+class _Suite(NamedTuple):
+    entry: str
+    modules: tuple[str, ...]
+    extra: str | None
+    examples: tuple[str, ...]
+    description: str
+
+
+# Values are import strings, resolved on use: a missing optional package fails only then.
+_SUITES = {
+    "gym": _Suite(
+        "dreamworld.envs.gym_suite:make",
+        ("gymnasium",),
+        None,
+        ("gym/CartPole-v1", "gym/Pendulum-v1", "gym/mypkg.module:MyEnv-v0"),
+        "any registered Gymnasium environment; pixels of state-based ones by rendering",
+    ),
+    "dmc": _Suite(
+        "dreamworld.envs.dmc:make",
+        ("mujoco", "dm_control"),
+        "dmc",
+        ("dmc/walker-walk", "dmc/cartpole-swingup", "dmc/ball_in_cup-catch"),
+        "DeepMind Control Suite: proprioceptive state or camera pixels, action repeat 2",
+    ),
+    "atari": _Suite(
+        "dreamworld.envs.atari:make",
+        ("ale_py", "cv2"),
+        "atari",
+        ("atari/pong", "atari/breakout", "atari/space_invaders"),
+        "Atari 2600 through ALE with the Atari100k protocol (frame skip 4, 30 no-ops)",
+    ),
+    "carracing": _Suite(
+        "dreamworld.envs.carracing:make",
+        ("Box2D",),
+        "box2d",
+        ("carracing",),
+        "Box2D CarRacing-v3 from top-down pixels, the World Models task",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class SuiteInfo:
+    """One row of ``dreamworld envs``.
+
+    Attributes:
+        name: Suite name, the prefix of its ids.
+        examples: Example ids.
+        description: One line on what the suite is.
+        installed: Whether its packages are importable (checked without importing them).
+        install: The command that installs them.
+    """
+
+    name: str
+    examples: tuple[str, ...]
+    description: str
+    installed: bool
+    install: str
+
+
+def make_env(
+    name: str,
+    *,
+    obs: str = "auto",
+    size: int = 64,
+    repeat: int | None = None,
+    time_limit: int | None = None,
+    gray: bool = False,
+    noops: int = 30,
+    sticky: float = 0.0,
+    camera: int | None = None,
+    discrete: bool = False,
+    **kwargs: Any,
+) -> Env:
+    """Builds one environment meeting the contract of :mod:`dreamworld.envs.base`.
+
+    Args:
+        name: ``gym/<id>``, ``gym/<module>:<id>``, ``dmc/<domain>-<task>``, ``atari/<game>`` or
+            ``carracing``.
+        obs: ``"auto"`` (the suite's natural observation: dmc state, Atari and CarRacing pixels,
+            Gymnasium whatever its space holds), ``"image"``, ``"vector"`` or ``"both"``.
+        size: Side of square images in pixels.
+        repeat: Action repeat; None for the suite's default (Atari 4, dmc 2, others 1).
+        time_limit: Agent steps (after repeat) per episode; None keeps the environment's own
+            (dmc 1000 simulator steps, Gymnasium the registered limit, Atari 108,000 frames).
+        gray: One-channel ``(size, size, 1)`` images.
+        noops: Atari: most random no-ops at reset.
+        sticky: Atari: probability of repeating the previous action.
+        camera: dm_control: camera id; None for the default (0, quadruped 2).
+        discrete: CarRacing: the 5-action version.
+        **kwargs: Gymnasium-based suites: extra arguments of ``gymnasium.make``.
+
+    Returns:
+        The environment; call ``reset(seed)`` first.
+
+    Raises:
+        EnvError: For an unknown suite or task, or an option the environment does not accept.
+        MissingDependencyError: If the suite's optional package is not installed.
+
+    Example:
+        >>> env = make_env("gym/CartPole-v1")
+        >>> obs = env.reset(seed=0)
+        >>> obs["vector"].shape, bool(obs["is_first"])
+        ((4,), True)
+    """
+    options = EnvOptions(
+        obs, size, repeat, time_limit, gray, noops, sticky, camera, discrete, kwargs
+    )
+    suite, _, task = name.partition("/")
+    if suite not in _SUITES:
+        raise unknown_id("environment suite", suite, _SUITES)
+    return _resolve(_SUITES[suite].entry)(task, options)
+
+
+def make_vector_env(
+    name: str, num_envs: int, parallel: str = "process", **options: Any
+) -> VectorEnv:
+    """Builds ``num_envs`` copies of an environment stepped together.
+
+    Args:
+        name: Environment id, as for :func:`make_env`.
+        num_envs: Number of copies.
+        parallel: ``"process"`` (one worker process each), ``"thread"`` or ``"serial"``.
+        **options: Keyword options of :func:`make_env`.
+
+    Returns:
+        The vector environment; ``reset(seed)`` gives copy ``i`` the seed ``seed + i``.
+
+    Example:
+        >>> with make_vector_env("gym/CartPole-v1", 2, parallel="serial") as envs:
+        ...     envs.reset(seed=0)["vector"].shape
+        (2, 4)
+    """
+    factory = functools.partial(make_env, name, **options)
+    return VectorEnv([factory] * num_envs, parallel)
+
+
+def suite_table() -> list[SuiteInfo]:
+    """The suites, whether each is installed, and how to install it (imports no simulator)."""
+    rows = []
+    for name, suite in _SUITES.items():
+        installed = all(importlib.util.find_spec(module) is not None for module in suite.modules)
+        install = (
+            f"pip install 'dreamworld[{suite.extra}]'" if suite.extra else "pip install dreamworld"
+        )
+        rows.append(SuiteInfo(name, suite.examples, suite.description, installed, install))
+    return rows
+
+
+def _resolve(entry: str) -> Callable[[str, EnvOptions], Env]:
+    module, _, attribute = entry.partition(":")
+    return getattr(importlib.import_module(module), attribute)

@@ -1,0 +1,228 @@
+"""Gymnasium environments: ``gym/<id>`` for any registered id, also ``gym/<module>:<id>``.
+
+The adapter here serves the Atari and CarRacing suites as well, which are Gymnasium environments
+built with particular options.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from dreamworld.envs.base import Env
+from dreamworld.envs.options import EnvOptions, unknown_id
+from dreamworld.envs.rendering import configure_mujoco_gl, fast_rendering
+from dreamworld.envs.wrappers import SimulatorEnv, resize_image
+from dreamworld.errors import EnvError, MissingDependencyError
+
+Flatten = Callable[[Any], np.ndarray]
+
+
+def make(task: str, options: EnvOptions) -> Env:
+    """Builds ``gym/<task>``; ``options.kwargs`` go to ``gymnasium.make``.
+
+    Args:
+        task: A registered id such as ``"CartPole-v1"``, or ``"module:Id"`` to import the module
+            that registers ``Id`` first.
+        options: Validated options.
+
+    Returns:
+        The environment.
+
+    Raises:
+        EnvError: If the id is unknown or the module cannot be imported.
+        MissingDependencyError: If the environment needs a package that is not installed.
+    """
+    name = f"gym/{task}"
+    options.check_used(name, {"kwargs"})
+    env = make_gym(_find_spec(task, name), options, name)
+    return SimulatorEnv(GymSimulator(env, options, name), options.repeat or 1, options.time_limit)
+
+
+def make_gym(
+    spec: gym.envs.registration.EnvSpec, options: EnvOptions, name: str, **kwargs: Any
+) -> gym.Env:
+    """``gymnasium.make`` with rendering to arrays, and our time limit replacing its own.
+
+    Args:
+        spec: The registered environment.
+        options: ``time_limit`` (which disables the registered limit) and ``kwargs``.
+        name: The dreamworld id, for messages.
+        **kwargs: Arguments for the environment; ``options.kwargs`` override them.
+
+    Returns:
+        The Gymnasium environment.
+    """
+    configure_mujoco_gl()
+    kwargs = {**kwargs, **options.kwargs}
+    try:
+        if "render_mode" not in kwargs and "rgb_array" in _render_modes(spec):
+            kwargs["render_mode"] = "rgb_array"
+        # -1 tells gymnasium.make to add no TimeLimit; SimulatorEnv counts agent steps instead.
+        env = gym.make(spec, max_episode_steps=-1 if options.time_limit else None, **kwargs)
+    except gym.error.DependencyNotInstalled as error:
+        message = " ".join(str(error).split())
+        raise MissingDependencyError(
+            f"environment '{name}' needs a missing package: {message}"
+        ) from None
+    except TypeError as error:
+        if not options.kwargs:
+            raise
+        raise EnvError(
+            f"environment '{name}' rejected kwargs {dict(options.kwargs)}: {error}"
+        ) from None
+    _tune_mujoco(env, options.size)
+    return env
+
+
+class GymSimulator:
+    """A Gymnasium environment as a :class:`~dreamworld.envs.wrappers.Simulator`.
+
+    Observations are sorted into the payload: uint8 ``(H, W, 1 or 3)`` entries become ``image``
+    (resized, channels concatenated if several), all other entries are flattened into
+    ``vector``. An ``image`` the environment does not provide is rendered (``rgb_array``).
+
+    Args:
+        env: The environment, made with ``render_mode="rgb_array"`` if it must render.
+        options: ``obs``, ``size`` and ``gray``.
+        name: The dreamworld id, for messages.
+    """
+
+    def __init__(self, env: gym.Env, options: EnvOptions, name: str) -> None:
+        self._env = env
+        self._size = options.size
+        self._gray = options.gray
+        self.native_act_space = env.action_space
+        space = env.observation_space
+        parts: dict[str | None, gym.spaces.Space] = {None: space}
+        if isinstance(space, gym.spaces.Dict):
+            parts = {key: part for key, part in space.spaces.items()}
+        images = [key for key, part in parts.items() if _is_image(part)]
+        vectors = sorted((key for key in parts if key not in images), key=str)
+        mode = options.obs
+        want_image = mode in ("image", "both") or (mode == "auto" and bool(images))
+        want_vector = mode in ("vector", "both") or (mode == "auto" and bool(vectors))
+        if want_vector and not vectors:
+            raise EnvError(f"environment '{name}' has no vector observation for obs='{mode}'")
+        if want_image and not images and env.render_mode != "rgb_array":
+            raise EnvError(f"environment '{name}' has no image observation and cannot render")
+        self._images = images if want_image else []
+        self._render_image = want_image and not images
+        self._vectors = [(key, *_flattener(parts[key])) for key in vectors] if want_vector else []
+        self.obs_space: dict[str, gym.spaces.Space] = {}
+        if want_image:
+            channels = [_shape(parts[key])[-1] for key in images] if images else [3]
+            depth = len(channels) if self._gray else sum(channels)
+            self.obs_space["image"] = gym.spaces.Box(
+                0, 255, (self._size, self._size, depth), np.uint8
+            )
+        if self._vectors:
+            dim = sum(part_dim for _, _, part_dim in self._vectors)
+            self.obs_space["vector"] = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+        self._obs: Any = None
+
+    def reset(self, seed: int | None) -> None:
+        """Resets; a seed also seeds the native action space (for its ``sample()``)."""
+        self._obs, _ = self._env.reset(seed=seed)
+        if seed is not None:
+            self._env.action_space.seed(seed)
+
+    def step(self, action: Any) -> tuple[float, bool, bool]:
+        """One ``env.step``; the observation is kept for :meth:`observe`."""
+        self._obs, reward, terminated, truncated, _ = self._env.step(action)
+        return float(reward), bool(terminated), bool(truncated)
+
+    def observe(self) -> dict[str, np.ndarray]:
+        """The payload of the last observation (rendering it if needed)."""
+        payload: dict[str, np.ndarray] = {}
+        if self._render_image:
+            payload["image"] = resize_image(self._frame(), self._size, self._gray)
+        elif self._images:
+            frames = [resize_image(self._part(key), self._size, self._gray) for key in self._images]
+            payload["image"] = frames[0] if len(frames) == 1 else np.concatenate(frames, -1)
+        if len(self._vectors) == 1:  # the common case, kept short: CartPole steps in ~10 us
+            key, flatten, _ = self._vectors[0]
+            payload["vector"] = flatten(self._part(key))
+        elif self._vectors:
+            payload["vector"] = np.concatenate(
+                [flatten(self._part(key)) for key, flatten, _ in self._vectors]
+            )
+        return payload
+
+    def render(self) -> np.ndarray | None:
+        """The environment's ``rgb_array`` frame resized to ``size``, or None without one."""
+        if self._env.render_mode != "rgb_array":
+            return None
+        return resize_image(self._frame(), self._size)
+
+    def close(self) -> None:
+        """Closes the environment."""
+        self._env.close()
+
+    def _part(self, key: str | None) -> Any:
+        return self._obs if key is None else self._obs[key]
+
+    def _frame(self) -> np.ndarray:
+        frame = self._env.render()
+        assert isinstance(frame, np.ndarray), "render_mode='rgb_array' renders arrays"
+        return frame
+
+
+def _find_spec(task: str, name: str) -> gym.envs.registration.EnvSpec:
+    module, _, env_id = task.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            raise EnvError(
+                f"cannot import module '{module}' of environment '{name}': {error}"
+            ) from None
+    if env_id not in gym.registry:
+        raise unknown_id("Gymnasium id", env_id, gym.registry)
+    return gym.registry[env_id]
+
+
+def _render_modes(spec: gym.envs.registration.EnvSpec) -> list[str]:
+    """The render modes an environment declares, read from its class without building it."""
+    creator: Any = spec.entry_point
+    if isinstance(creator, str):
+        creator = gym.envs.registration.load_env_creator(creator)
+    metadata = getattr(creator, "metadata", None)
+    return list(metadata.get("render_modes", ())) if isinstance(metadata, dict) else []
+
+
+def _tune_mujoco(env: gym.Env, size: int) -> None:
+    """Renders Gymnasium's MuJoCo environments at ``size`` directly, without shadows."""
+    renderer = getattr(env.unwrapped, "mujoco_renderer", None)
+    if renderer is not None:
+        fast_rendering(env.unwrapped.model)  # type: ignore[attr-defined]
+        renderer.width = renderer.height = size
+
+
+def _shape(space: gym.spaces.Space) -> tuple[int, ...]:
+    assert space.shape is not None, f"{space} has no shape"
+    return space.shape
+
+
+def _is_image(space: gym.spaces.Space) -> bool:
+    return (
+        isinstance(space, gym.spaces.Box)
+        and space.dtype == np.uint8
+        and len(space.shape) == 3
+        and space.shape[-1] in (1, 3)
+    )
+
+
+def _flattener(space: gym.spaces.Space) -> tuple[Flatten, int]:
+    """A function flattening values of ``space`` to a fresh float32 vector, and its length."""
+    if isinstance(space, gym.spaces.Box):
+        return (lambda value: np.array(value, np.float32).reshape(-1)), int(np.prod(space.shape))
+
+    def flatten(value: Any) -> np.ndarray:
+        return np.asarray(gym.spaces.flatten(space, value), np.float32)
+
+    return flatten, int(gym.spaces.flatdim(space))

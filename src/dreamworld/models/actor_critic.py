@@ -1,0 +1,137 @@
+"""Actor, critic with a slow target, and DreamerV3's percentile return normalisation."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from dreamworld.nn.dists import ActionDist, Dist, Head
+
+
+class Actor(nn.Module):
+    """The policy over features: ``onehot`` for discrete actions, a normal family for continuous ones.
+
+    Args:
+        feat: Feature size.
+        actions: Number of discrete actions or continuous action dimensions.
+        discrete: Whether actions are discrete.
+        dist: Output for continuous actions: ``bounded_normal`` or ``tanh_normal``.
+        units: Hidden units.
+        layers: Hidden layers.
+        act: Activation name.
+        norm: Norm name.
+        unimix: Uniform mix of discrete actions.
+        min_std: Smallest std of continuous actions.
+        max_std: Largest std of ``bounded_normal`` actions.
+    """
+
+    def __init__(
+        self,
+        feat: int,
+        actions: int,
+        discrete: bool,
+        dist: str,
+        units: int,
+        layers: int,
+        act: str,
+        norm: str,
+        unimix: float,
+        min_std: float,
+        max_std: float,
+    ) -> None:
+        super().__init__()
+        output = "onehot" if discrete else dist
+        self.head = Head(
+            feat,
+            (actions,),
+            output,
+            units,
+            layers,
+            act,
+            norm,
+            unimix=unimix,
+            min_std=min_std,
+            max_std=max_std,
+        )
+
+    def forward(self, feat: Tensor) -> ActionDist:
+        return self.head(feat)  # type: ignore[return-value]
+
+
+class Critic(nn.Module):
+    """A value head and a slow copy of it used for targets and as a regulariser.
+
+    Args:
+        feat: Feature size.
+        output: ``mse`` or ``symexp_twohot``.
+        units: Hidden units.
+        layers: Hidden layers.
+        act: Activation name.
+        norm: Norm name.
+        bins: Bins of ``symexp_twohot``.
+        slow_fraction: How far the slow copy moves toward the critic at each update (1: a copy).
+        slow_every: Updates between moves of the slow copy.
+    """
+
+    def __init__(
+        self,
+        feat: int,
+        output: str,
+        units: int,
+        layers: int,
+        act: str,
+        norm: str,
+        bins: int,
+        slow_fraction: float,
+        slow_every: int,
+    ) -> None:
+        super().__init__()
+        self.net = Head(feat, (), output, units, layers, act, norm, bins=bins)
+        self.slow = copy.deepcopy(self.net).requires_grad_(False)
+        self.slow_fraction = slow_fraction
+        self.slow_every = slow_every
+        self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
+
+    def forward(self, feat: Tensor) -> Dist:
+        return self.net(feat)
+
+    def slow_value(self, feat: Tensor) -> Tensor:
+        """The slow critic's prediction, without gradient."""
+        with torch.no_grad():
+            return self.slow(feat).mode()
+
+    def update_slow(self) -> None:
+        """Moves the slow copy toward the critic every ``slow_every`` calls (DreamerV2 target network,
+        DreamerV3 EMA with fraction 0.02)."""
+        if int(self.updates) % self.slow_every == 0:
+            with torch.no_grad():
+                for slow, fast in zip(self.slow.parameters(), self.net.parameters(), strict=True):
+                    slow.lerp_(fast, self.slow_fraction)
+        self.updates += 1
+
+
+class ReturnNorm(nn.Module):
+    """Scales returns by ``max(limit, P_high - P_low)``, percentiles tracked with an EMA (DreamerV3 eq. 8).
+
+    Dividing advantages by this range (never by less than ``limit``) keeps the entropy bonus meaningful
+    for both dense large rewards and sparse small ones.
+    """
+
+    def __init__(self, decay: float = 0.99, low: float = 5.0, high: float = 95.0, limit: float = 1.0) -> None:
+        super().__init__()
+        self.decay, self.limit = decay, limit
+        self.quantiles = (low / 100.0, high / 100.0)
+        self.register_buffer("low", torch.zeros(()))
+        self.register_buffer("high", torch.zeros(()))
+
+    def update(self, returns: Tensor) -> None:
+        flat = returns.detach().flatten().float()
+        low, high = torch.quantile(flat, torch.tensor(self.quantiles, device=flat.device))
+        # Both start at 0, as in DreamerV3: early scales stay near `limit` until returns are known.
+        self.low.lerp_(low, 1 - self.decay)
+        self.high.lerp_(high, 1 - self.decay)
+
+    def scale(self) -> Tensor:
+        return torch.clamp(self.high - self.low, min=self.limit)

@@ -1,0 +1,296 @@
+"""The recurrent state-space model (RSSM) of Dreamer: a deterministic recurrent state ``deter`` and a
+stochastic state ``stoch`` that is either Gaussian (DreamerV1) or a set of categoricals (V2/V3).
+
+``observe`` runs the posterior over a replayed sequence (it sees the embedding of each observation),
+``imagine`` rolls the prior forward under a policy. A state is a dict of tensors with the batch first:
+
+==========  ========================  ==================================================
+key         shape                     meaning
+==========  ========================  ==================================================
+``deter``   ``(B, deter)``            recurrent state ``h``
+``stoch``   ``(B, S, C)`` or (B, S)   sample of ``z``: one-hot rows, or Gaussian values
+``logits``  ``(B, S, C)``             categorical latents: the distribution of ``z``
+``mean``    ``(B, S)``                Gaussian latents: mean and std of ``z``
+``std``     ``(B, S)``
+==========  ========================  ==================================================
+
+Convention of a replayed sequence: ``action[:, t]`` was chosen at observation ``t``; the transition into
+step ``t`` therefore uses ``action[:, t - 1]``. Where ``is_first[:, t]`` is set the previous state and
+action are replaced by the initial state and a zero action, so no information crosses an episode start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dreamworld.nn.dists import ActionDist
+from dreamworld.nn.functional import sample_onehot
+from dreamworld.nn.layers import MLP, Dense, init_uniform_, make_act, make_norm
+from dreamworld.nn.recurrent import BlockGRU, GRUCell
+
+State = dict[str, Tensor]
+
+
+class CategoricalLatent:
+    """``stoch`` categoricals of ``classes`` classes with straight-through samples and a uniform mix."""
+
+    def __init__(self, stoch: int, classes: int, unimix: float) -> None:
+        self.stoch, self.classes, self.unimix = stoch, classes, unimix
+        self.stats_size = stoch * classes
+        self.flat_size = stoch * classes
+
+    def stats(self, raw: Tensor) -> State:
+        logits = raw.reshape(*raw.shape[:-1], self.stoch, self.classes)
+        if self.unimix:
+            probs = torch.softmax(logits, -1)
+            logits = torch.log((1 - self.unimix) * probs + self.unimix / self.classes)
+        return {"logits": logits}
+
+    def sample(self, stats: State) -> Tensor:
+        return sample_onehot(torch.softmax(stats["logits"], -1))
+
+    def mode(self, stats: State) -> Tensor:
+        return F.one_hot(stats["logits"].argmax(-1), self.classes).to(stats["logits"].dtype)
+
+    def kl(self, post: State, prior: State) -> Tensor:
+        """``KL(post || prior)`` summed over the latents: ``(...)``."""
+        logp, logq = F.log_softmax(post["logits"], -1), F.log_softmax(prior["logits"], -1)
+        return (logp.exp() * (logp - logq)).sum((-2, -1))
+
+    def entropy(self, stats: State) -> Tensor:
+        logp = F.log_softmax(stats["logits"], -1)
+        return -(logp.exp() * logp).sum((-2, -1))
+
+    def zeros(self, batch: int, device: torch.device) -> State:
+        return {"logits": torch.zeros(batch, self.stoch, self.classes, device=device)}
+
+    def flat(self, stoch: Tensor) -> Tensor:
+        return stoch.reshape(*stoch.shape[:-2], self.flat_size)
+
+
+class GaussianLatent:
+    """``stoch`` independent Gaussians with std = softplus + ``min_std`` (DreamerV1)."""
+
+    def __init__(self, stoch: int, min_std: float) -> None:
+        self.stoch, self.min_std = stoch, min_std
+        self.stats_size = 2 * stoch
+        self.flat_size = stoch
+
+    def stats(self, raw: Tensor) -> State:
+        mean, std = raw.chunk(2, -1)
+        return {"mean": mean, "std": F.softplus(std) + self.min_std}
+
+    def sample(self, stats: State) -> Tensor:
+        return stats["mean"] + stats["std"] * torch.randn_like(stats["std"])
+
+    def mode(self, stats: State) -> Tensor:
+        return stats["mean"]
+
+    def kl(self, post: State, prior: State) -> Tensor:
+        var_ratio = (post["std"] / prior["std"]).square()
+        delta = ((post["mean"] - prior["mean"]) / prior["std"]).square()
+        return (0.5 * (var_ratio + delta - 1 - var_ratio.log())).sum(-1)
+
+    def entropy(self, stats: State) -> Tensor:
+        return (0.5 * torch.log(2 * torch.pi * torch.e * stats["std"].square())).sum(-1)
+
+    def zeros(self, batch: int, device: torch.device) -> State:
+        return {
+            "mean": torch.zeros(batch, self.stoch, device=device),
+            "std": torch.ones(batch, self.stoch, device=device),
+        }
+
+    def flat(self, stoch: Tensor) -> Tensor:
+        return stoch
+
+
+class RSSM(nn.Module):
+    """Recurrent state-space model.
+
+    Args:
+        embed: Size of the observation embedding.
+        actions: Action size (one-hot size for discrete actions).
+        deter: Recurrent state size.
+        stoch: Number of latent variables.
+        classes: Classes per categorical latent; 0 selects Gaussian latents.
+        units: Hidden units of the input, prior and posterior networks.
+        act: Activation name.
+        norm: Norm name.
+        core: ``gru`` (an input layer and a normalised GRU) or ``block`` (DreamerV3 2024).
+        gru_norm: Norm over the GRU's gate pre-activations (``gru`` core).
+        blocks: Blocks of the ``block`` core.
+        unimix: Uniform mix of categorical latents.
+        min_std: Smallest std of Gaussian latents.
+        initial: ``zeros`` or ``learned`` (a trained initial ``deter``; ``stoch`` is its prior mode).
+        prior_layers: Hidden layers of the prior network.
+
+    Example:
+        >>> rssm = RSSM(embed=10, actions=2, deter=16, stoch=4, classes=4, units=16)
+        >>> is_first = torch.ones(3, 5, dtype=torch.bool)
+        >>> post, prior = rssm.observe(torch.zeros(3, 5, 10), torch.zeros(3, 5, 2), is_first)
+        >>> post["deter"].shape, post["stoch"].shape, rssm.feat(post).shape
+        (torch.Size([3, 5, 16]), torch.Size([3, 5, 4, 4]), torch.Size([3, 5, 32]))
+    """
+
+    def __init__(
+        self,
+        embed: int,
+        actions: int,
+        deter: int = 512,
+        stoch: int = 32,
+        classes: int = 32,
+        units: int = 512,
+        act: str = "silu",
+        norm: str = "layer",
+        core: str = "gru",
+        gru_norm: str = "layer",
+        blocks: int = 8,
+        unimix: float = 0.01,
+        min_std: float = 0.1,
+        initial: str = "learned",
+        prior_layers: int = 1,
+    ) -> None:
+        super().__init__()
+        self.latent = CategoricalLatent(stoch, classes, unimix) if classes else GaussianLatent(stoch, min_std)
+        self.deter_size = deter
+        self.core_kind = core
+        flat = self.latent.flat_size
+        if core == "gru":
+            self.img_in = Dense(flat + actions, units, act, norm)
+            self.gru = GRUCell(units, deter, gru_norm)
+        elif core == "block":
+            self.block = BlockGRU(flat, actions, deter, units, blocks, act, norm)
+        else:
+            raise ValueError(f"unknown RSSM core '{core}': choose gru or block")
+        self.prior_net = nn.Sequential(
+            MLP(deter, units, prior_layers, act, norm), nn.Linear(units, self.latent.stats_size)
+        )
+        # The posterior sees deter and embed; its first layer is split so the embed part is computed
+        # for the whole sequence at once, outside the time loop.
+        self.post_deter = nn.Linear(deter, units, bias=False)
+        self.post_embed = nn.Linear(embed, units, bias=norm == "none")
+        self.post_net = nn.Sequential(
+            make_norm(norm, units), make_act(act), nn.Linear(units, self.latent.stats_size)
+        )
+        self.initial_kind = initial
+        if initial == "learned":
+            self.initial_deter = nn.Parameter(torch.zeros(deter))
+        elif initial != "zeros":
+            raise ValueError(f"unknown initial state '{initial}': choose zeros or learned")
+        init_uniform_(self)
+
+    @property
+    def feat_size(self) -> int:
+        return self.deter_size + self.latent.flat_size
+
+    def feat(self, state: State) -> Tensor:
+        """Features for heads: ``[deter, flat(stoch)]``."""
+        return torch.cat([state["deter"], self.latent.flat(state["stoch"])], -1)
+
+    def initial(self, batch: int) -> State:
+        """The state before the first observation of an episode."""
+        device = self.post_deter.weight.device
+        if self.initial_kind == "zeros":
+            deter = torch.zeros(batch, self.deter_size, device=device)
+            stats = self.latent.zeros(batch, device)
+            return {"deter": deter, "stoch": torch.zeros_like(self.latent.mode(stats)), **stats}
+        deter = torch.tanh(self.initial_deter).expand(batch, -1)
+        stats = self.latent.stats(self.prior_net(deter))
+        return {"deter": deter, "stoch": self.latent.mode(stats), **stats}
+
+    def img_step(self, state: State, action: Tensor) -> State:
+        """One step of the prior: ``(state_{t-1}, action_{t-1}) -> state_t``."""
+        deter = self._core(state, action)
+        stats = self.latent.stats(self.prior_net(deter))
+        return {"deter": deter, "stoch": self.latent.sample(stats), **stats}
+
+    def observe(
+        self, embed: Tensor, action: Tensor, is_first: Tensor, state: State | None = None
+    ) -> tuple[State, State]:
+        """Posterior and prior states along a replayed sequence.
+
+        Args:
+            embed: ``(B, T, E)`` observation embeddings.
+            action: ``(B, T, A)`` actions chosen at each observation.
+            is_first: ``(B, T)`` episode starts.
+            state: State before the sequence (defaults to the initial state).
+
+        Returns:
+            ``post`` and ``prior``: dicts of ``(B, T, ...)`` tensors. The prior shares ``deter`` with
+            the posterior (both follow the posterior samples) and differs in its latent statistics.
+        """
+        batch, steps = embed.shape[:2]
+        assert action.shape[:2] == is_first.shape == (batch, steps), (
+            embed.shape,
+            action.shape,
+            is_first.shape,
+        )
+        state = self.initial(batch) if state is None else state
+        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+        embed_part = self.post_embed(embed)
+        posts: list[State] = []
+        for t in range(steps):
+            state = self.obs_step(state, prev_action[:, t], embed_part[:, t], is_first[:, t])
+            posts.append(state)
+        post = {key: torch.stack([p[key] for p in posts], 1) for key in posts[0]}
+        prior = {"deter": post["deter"], **self.latent.stats(self.prior_net(post["deter"]))}
+        return post, prior
+
+    def obs_step(self, state: State, prev_action: Tensor, embed_part: Tensor, is_first: Tensor) -> State:
+        """One posterior step: reset where ``is_first``, advance the core, condition on the embedding.
+
+        Args:
+            state: ``(B, ...)`` state after the previous step.
+            prev_action: ``(B, A)`` action chosen at the previous step.
+            embed_part: ``(B, units)`` the embedding through :attr:`post_embed`, computed outside the
+                time loop for whole sequences.
+            is_first: ``(B,)`` episode starts.
+        """
+        keep = (~is_first).to(prev_action.dtype)
+        init = self.initial(len(keep))
+        state = {key: _mask(value, keep) + _mask(init[key], 1 - keep) for key, value in state.items()}
+        deter = self._core(state, prev_action * keep[:, None])
+        stats = self.latent.stats(self.post_net(self.post_deter(deter) + embed_part))
+        return {"deter": deter, "stoch": self.latent.sample(stats), **stats}
+
+    def imagine(
+        self, policy: Callable[[Tensor], ActionDist], start: State, horizon: int
+    ) -> tuple[State, Tensor]:
+        """Rolls the prior forward from ``start`` with actions sampled from ``policy(feat)``.
+
+        Args:
+            policy: Maps features ``(N, F)`` to an action distribution.
+            start: ``(N, ...)`` start states.
+            horizon: Imagined steps ``H``.
+
+        Returns:
+            States ``(N, H + 1, ...)`` including the start, and the actions ``(N, H + 1, A)`` taken in
+            each of them (the last is sampled but leads nowhere).
+        """
+        states, actions = [start], []
+        for _ in range(horizon):
+            action = policy(self.feat(states[-1]).detach()).sample()
+            actions.append(action)
+            states.append(self.img_step(states[-1], action))
+        actions.append(policy(self.feat(states[-1]).detach()).sample())
+        keys = states[-1].keys()
+        traj = {key: torch.stack([s[key] for s in states], 1) for key in keys}
+        return traj, torch.stack(actions, 1)
+
+    def kl(self, post: State, prior: State) -> Tensor:
+        """``KL(post || prior)`` per step, summed over the latents."""
+        return self.latent.kl(post, prior)
+
+    def _core(self, state: State, action: Tensor) -> Tensor:
+        flat = self.latent.flat(state["stoch"])
+        if self.core_kind == "block":
+            return self.block(state["deter"], flat, action)
+        return self.gru(state["deter"], self.img_in(torch.cat([flat, action], -1)))
+
+
+def _mask(value: Tensor, keep: Tensor) -> Tensor:
+    return value * keep.reshape(-1, *([1] * (value.dim() - 1)))

@@ -1,0 +1,277 @@
+"""Output distributions and the heads that produce them, chosen by name.
+
+Every distribution offers ``mode()`` (the prediction used for acting and logging) and ``loss(target)``
+(its negative log-likelihood up to constants), summed over the event dimensions, so a world-model loss
+never branches on the kind of head. Actor distributions also offer ``sample()``, ``log_prob()`` and
+``entropy()``.
+
+=================  ==========================================================  ==================
+output             distribution                                                used for
+=================  ==========================================================  ==================
+``mse``            squared error (a unit-variance Normal)                      V1/V2 reward, image
+``symlog_mse``     squared error in symlog space                               V3 vector decoder
+``symexp_twohot``  categorical over symlog bins, two-hot targets               V3 reward, critic
+``binary``         Bernoulli from logits                                       continue head
+``onehot``         categorical with uniform mix, straight-through samples      discrete actions
+``tanh_normal``    Normal squashed by tanh                                     V1 actor
+``bounded_normal`` Normal with tanh mean and std in ``[min_std, max_std]``     V2/V3 actor
+=================  ==========================================================  ==================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Normal, TanhTransform, TransformedDistribution
+
+from dreamworld.nn.functional import sample_onehot, symexp, symlog, symlog_bins, twohot, twohot_mean
+from dreamworld.nn.layers import MLP, init_uniform_
+
+
+class Dist(Protocol):
+    """What every head returns: a prediction and a loss against targets."""
+
+    def mode(self) -> Tensor:
+        """The prediction: mean, probability or most likely value."""
+        ...
+
+    def loss(self, target: Tensor) -> Tensor:
+        """Negative log-likelihood of ``target`` up to constants, summed over event axes."""
+        ...
+
+
+class ActionDist(Dist, Protocol):
+    """What the actor returns: a distribution over actions."""
+
+    def sample(self) -> Tensor:
+        """A sample that passes gradients back (reparameterised or straight-through)."""
+        ...
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """Log-probability of ``value``, summed over the action axis."""
+        ...
+
+    def entropy(self) -> Tensor:
+        """Entropy (or a one-sample estimate of it), summed over the action axis."""
+        ...
+
+
+class MSE:
+    """A point prediction scored by squared error, summed over ``dims`` trailing axes."""
+
+    def __init__(self, pred: Tensor, dims: int) -> None:
+        self.pred = pred
+        self.dims = tuple(range(-dims, 0))
+
+    def mode(self) -> Tensor:
+        return self.pred
+
+    def loss(self, target: Tensor) -> Tensor:
+        return (self.pred - target).square().sum(self.dims) if self.dims else (self.pred - target).square()
+
+
+class SymlogMSE(MSE):
+    """Squared error in symlog space; predictions are mapped back with symexp (DreamerV3 eq. 10)."""
+
+    def mode(self) -> Tensor:
+        return symexp(self.pred)
+
+    def loss(self, target: Tensor) -> Tensor:
+        return super().loss(symlog(target))
+
+
+class TwoHot:
+    """A categorical over symlog-spaced bins; targets are two-hot encoded (DreamerV3 eq. 11)."""
+
+    def __init__(self, logits: Tensor, bins: Tensor) -> None:
+        self.logits = logits
+        self.bins = bins
+
+    def mode(self) -> Tensor:
+        return symexp(twohot_mean(self.logits, self.bins))
+
+    def loss(self, target: Tensor) -> Tensor:
+        target = twohot(symlog(target.detach()), self.bins)
+        return -(target * F.log_softmax(self.logits, -1)).sum(-1)
+
+
+class Binary:
+    """A Bernoulli variable from logits; ``mode()`` is its probability (used as a soft flag)."""
+
+    def __init__(self, logits: Tensor) -> None:
+        self.logits = logits
+
+    def mode(self) -> Tensor:
+        return torch.sigmoid(self.logits)
+
+    def loss(self, target: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(self.logits, target, reduction="none")
+
+
+class OneHot:
+    """A categorical with a uniform mix whose samples pass gradients straight through.
+
+    Mixing 1% of a uniform distribution into the probabilities keeps every log-probability finite
+    and the KL bounded (DreamerV3 section "unimix").
+    """
+
+    def __init__(self, logits: Tensor, unimix: float = 0.0) -> None:
+        probs = torch.softmax(logits, -1)
+        if unimix:
+            probs = (1 - unimix) * probs + unimix / probs.shape[-1]
+        self.probs = probs
+        self.logits = torch.log(probs)
+
+    def mode(self) -> Tensor:
+        return F.one_hot(self.probs.argmax(-1), self.probs.shape[-1]).to(self.probs.dtype)
+
+    def sample(self) -> Tensor:
+        return sample_onehot(self.probs)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return (value * self.logits).sum(-1)
+
+    def entropy(self) -> Tensor:
+        return -(self.probs * self.logits).sum(-1)
+
+    def loss(self, target: Tensor) -> Tensor:
+        return -self.log_prob(target)
+
+
+class BoundedNormal:
+    """A Normal with mean ``tanh(x)`` and std squashed into ``[min_std, max_std]`` (DreamerV3 actor).
+
+    Samples are not squashed: the environment wrapper clips actions to ``[-1, 1]``.
+    """
+
+    def __init__(self, raw: Tensor, min_std: float, max_std: float) -> None:
+        mean, std = raw.chunk(2, -1)
+        std = (max_std - min_std) * torch.sigmoid(std + 2.0) + min_std
+        self.dist = Normal(torch.tanh(mean), std)
+
+    def mode(self) -> Tensor:
+        return self.dist.mean
+
+    def sample(self) -> Tensor:
+        return self.dist.rsample()
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return self.dist.log_prob(value).sum(-1)
+
+    def entropy(self) -> Tensor:
+        return self.dist.entropy().sum(-1)
+
+    def loss(self, target: Tensor) -> Tensor:
+        return -self.log_prob(target)
+
+
+class TanhNormal(BoundedNormal):
+    """A Normal squashed by tanh (DreamerV1 actor: mean scaled by 5, std softplus + min_std)."""
+
+    def __init__(self, raw: Tensor, min_std: float, init_std: float = 5.0, mean_scale: float = 5.0) -> None:
+        mean, std = raw.chunk(2, -1)
+        mean = mean_scale * torch.tanh(mean / mean_scale)
+        std = F.softplus(std + math.log(math.expm1(init_std))) + min_std
+        self.dist = TransformedDistribution(Normal(mean, std), TanhTransform(cache_size=1))
+
+    def mode(self) -> Tensor:
+        # The tanh of the Normal's mean; the true mode of the squashed density has no closed form.
+        return torch.tanh(self.dist.base_dist.mean)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return self.dist.log_prob(value.clamp(-0.999999, 0.999999)).sum(-1)
+
+    def entropy(self) -> Tensor:
+        # No closed form: a one-sample estimate, as DreamerV1 uses.
+        return -self.log_prob(self.dist.rsample())
+
+
+class Output:
+    """How a head turns its last layer into a distribution: output size, builder and init scale."""
+
+    def __init__(self, size: int, build: Callable[[Tensor], Dist], outscale: float = 1.0) -> None:
+        self.size = size
+        self.build = build
+        self.outscale = outscale
+
+
+def make_output(
+    name: str,
+    shape: tuple[int, ...],
+    bins: int = 255,
+    unimix: float = 0.01,
+    min_std: float = 0.1,
+    max_std: float = 1.0,
+) -> Output:
+    """The output strategy called ``name`` for events of ``shape``.
+
+    Args:
+        name: One of the outputs in this module's table.
+        shape: Event shape, e.g. ``()`` for reward, ``(D,)`` for a vector or an action.
+        bins: Bins of ``symexp_twohot``.
+        unimix: Uniform mix of ``onehot``.
+        min_std: Smallest std of ``bounded_normal`` and ``tanh_normal``.
+        max_std: Largest std of ``bounded_normal``.
+    """
+    size = math.prod(shape)
+    if name in ("mse", "symlog_mse"):
+        cls = MSE if name == "mse" else SymlogMSE
+        return Output(size, lambda raw: cls(raw.reshape(*raw.shape[:-1], *shape), len(shape)))
+    if name == "symexp_twohot":
+        assert shape == (), "symexp_twohot predicts scalars"
+        grid = symlog_bins(bins)
+        return Output(bins, lambda raw: TwoHot(raw, grid.to(raw.device)), outscale=0.0)
+    if name == "binary":
+        assert shape == (), "binary predicts scalars"
+        return Output(1, lambda raw: Binary(raw.squeeze(-1)))
+    if name == "onehot":
+        return Output(size, lambda raw: OneHot(raw, unimix))
+    if name == "bounded_normal":
+        return Output(2 * size, lambda raw: BoundedNormal(raw, min_std, max_std))
+    if name == "tanh_normal":
+        return Output(2 * size, lambda raw: TanhNormal(raw, min_std))
+    raise ValueError(f"unknown output '{name}'")
+
+
+class Head(nn.Module):
+    """An MLP followed by an output layer that yields a distribution.
+
+    Args:
+        inp: Input features.
+        shape: Event shape of the prediction.
+        output: Output name (see the module table).
+        units: Hidden units.
+        layers: Hidden layers.
+        act: Activation name.
+        norm: Norm name.
+        **options: Passed to :func:`make_output` (``bins``, ``unimix``, ``min_std``, ``max_std``).
+
+    Example:
+        >>> head = Head(8, (), "symexp_twohot", units=16, layers=1)
+        >>> float(head(torch.zeros(2, 8)).mode()[0])  # zero-initialised: predicts 0 at first
+        0.0
+    """
+
+    def __init__(
+        self,
+        inp: int,
+        shape: tuple[int, ...],
+        output: str,
+        units: int,
+        layers: int,
+        act: str = "silu",
+        norm: str = "layer",
+        **options: float,
+    ) -> None:
+        super().__init__()
+        self.strategy = make_output(output, shape, **options)  # type: ignore[arg-type]
+        self.mlp = MLP(inp, units, layers, act, norm)
+        self.out = init_uniform_(nn.Linear(self.mlp.out_dim, self.strategy.size), self.strategy.outscale)
+
+    def forward(self, feat: Tensor) -> Dist:
+        return self.strategy.build(self.out(self.mlp(feat)))

@@ -1,0 +1,161 @@
+"""Pure math of world-model agents, each function checked against a naive reference in the tests.
+
+Shapes use ``B`` for batch, ``T`` for time and ``K`` for bins. Nothing here holds state.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def symlog(x: Tensor) -> Tensor:
+    """``sign(x) * log(1 + |x|)``: compresses large magnitudes, identity-like near 0 (DreamerV3 eq. 9).
+
+    Example:
+        >>> symlog(torch.tensor([-(torch.e - 1), 0.0, torch.e - 1]))
+        tensor([-1.,  0.,  1.])
+    """
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def symexp(x: Tensor) -> Tensor:
+    """``sign(x) * (exp(|x|) - 1)``, the inverse of :func:`symlog`.
+
+    Example:
+        >>> symexp(torch.tensor([-1.0, 0.0, 1.0]))
+        tensor([-1.7183,  0.0000,  1.7183])
+    """
+    return torch.sign(x) * torch.expm1(torch.abs(x))
+
+
+def symlog_bins(num: int = 255, low: float = -20.0, high: float = 20.0) -> Tensor:
+    """Equally spaced bin centres in symlog space (DreamerV3: 255 in [-20, 20]).
+
+    When ``low == -high`` and ``num`` is odd the bins are mirrored exactly around 0, so that
+    :func:`twohot_mean` of a symmetric distribution is exactly 0.
+    """
+    if low == -high and num % 2 == 1:
+        half = torch.linspace(0.0, high, num // 2 + 1)
+        return torch.cat([-half[1:].flip(0), half])
+    return torch.linspace(low, high, num)
+
+
+def twohot(x: Tensor, bins: Tensor) -> Tensor:
+    """Encodes values as weights on their two nearest bins, so that ``sum(w * bins) == x``.
+
+    Values outside the bins put all weight on the nearest end bin.
+
+    Args:
+        x: Values of any shape ``S``.
+        bins: Increasing bin centres ``(K,)``.
+
+    Returns:
+        Weights of shape ``S + (K,)``, non-negative and summing to 1.
+
+    Example:
+        >>> twohot(torch.tensor([0.25]), torch.tensor([0.0, 1.0, 2.0]))
+        tensor([[0.7500, 0.2500, 0.0000]])
+    """
+    x = x.clamp(bins[0], bins[-1])
+    above = torch.searchsorted(bins, x.contiguous(), right=True).clamp(1, len(bins) - 1)
+    below = above - 1
+    low, high = bins[below], bins[above]
+    weight_high = (x - low) / (high - low)
+    weights = torch.zeros(*x.shape, len(bins), dtype=x.dtype, device=x.device)
+    weights.scatter_(-1, below.unsqueeze(-1), (1 - weight_high).unsqueeze(-1))
+    weights.scatter_add_(-1, above.unsqueeze(-1), weight_high.unsqueeze(-1))
+    return weights
+
+
+def twohot_mean(logits: Tensor, bins: Tensor) -> Tensor:
+    """The expected bin value under ``softmax(logits)``: ``sum(p * bins)`` over the last axis.
+
+    With symmetric bins a uniform distribution decodes to exactly 0, which is why DreamerV3
+    zero-initialises the output layers of its reward and value heads.
+    """
+    weighted = torch.softmax(logits, -1) * bins
+    num = bins.shape[0]
+    if num % 2 == 0:
+        return weighted.sum(-1)
+    # Add mirrored bins pairwise first: their terms cancel exactly when the distribution is symmetric.
+    middle = num // 2
+    pairs = weighted[..., :middle].flip(-1) + weighted[..., middle + 1 :]
+    return weighted[..., middle] + pairs.sum(-1)
+
+
+def lambda_return(
+    reward: Tensor, cont: Tensor, value: Tensor, discount: float, lambda_: float | Tensor
+) -> Tensor:
+    """TD(lambda) returns along imagined trajectories (Dreamer eq. 6; DreamerV3 eq. 7).
+
+    All inputs describe states ``s_0 .. s_H`` of a trajectory: ``reward[:, t]`` is the reward of
+    arriving in ``s_t``, ``cont[:, t]`` whether the episode continues at ``s_t`` (1) or has ended
+    (0), and ``value[:, t]`` the critic's estimate at ``s_t``. The recursion is::
+
+        R_H = v_H
+        R_t = r_{t+1} + discount * c_{t+1} * ((1 - lambda) * v_{t+1} + lambda * R_{t+1})
+
+    Args:
+        reward: ``(B, H + 1)``.
+        cont: ``(B, H + 1)`` in ``[0, 1]``.
+        value: ``(B, H + 1)``.
+        discount: The discount factor gamma.
+        lambda_: The mixing factor lambda; 1 gives Monte-Carlo returns bootstrapped at ``s_H``,
+            0 gives one-step TD targets. A ``(B, H)`` tensor gives each step ``t`` its own lambda
+            (0 where ``s_{t+1}`` ends an episode inside a replayed window: bootstrap there).
+
+    Returns:
+        ``(B, H)``: the returns ``R_0 .. R_{H-1}``.
+
+    Example:
+        >>> ones = torch.ones(1, 3)
+        >>> lambda_return(ones, ones, torch.zeros(1, 3), discount=0.5, lambda_=1.0)
+        tensor([[1.5000, 1.0000]])
+    """
+    assert reward.shape == cont.shape == value.shape, (reward.shape, cont.shape, value.shape)
+    live = discount * cont[:, 1:]
+    lam = torch.as_tensor(lambda_, dtype=reward.dtype, device=reward.device).expand_as(live)
+    # The part of each step that does not depend on the next return, computed for all steps at once.
+    interim = reward[:, 1:] + live * (1 - lam) * value[:, 1:]
+    chain = live * lam
+    returns = [value[:, -1]]
+    for t in reversed(range(live.shape[1])):
+        returns.append(interim[:, t] + chain[:, t] * returns[-1])
+    return torch.stack(returns[:0:-1], 1)
+
+
+def trajectory_weights(cont: Tensor, discount: float) -> Tensor:
+    """Weights of imagined steps: the discounted probability that the episode is still running.
+
+    ``w_0 = 1`` and ``w_t = prod_{k=1..t} discount * cont_k``, so steps after a predicted episode end
+    do not train the actor or the critic (DreamerV2 section 2, "discount weights").
+
+    Args:
+        cont: ``(B, H + 1)`` continuation probabilities of states ``s_0 .. s_H``.
+        discount: The discount factor gamma.
+
+    Returns:
+        ``(B, H + 1)`` weights, without gradient.
+    """
+    factors = torch.cat([torch.ones_like(cont[:, :1]), discount * cont[:, 1:]], 1)
+    return torch.cumprod(factors, 1).detach()
+
+
+def sample_onehot(probs: Tensor) -> Tensor:
+    """One-hot samples of categoricals ``(..., K)`` with straight-through gradients.
+
+    Sampling inverts the CDF with one uniform number per variable (``torch.multinomial`` spends
+    several times longer drawing exponentials). The returned value is the one-hot sample; its
+    gradient is that of ``probs`` (Bengio et al. 2013; DreamerV2 section 2).
+
+    Example:
+        >>> sample = sample_onehot(torch.tensor([[0.0, 1.0, 0.0]]))
+        >>> sample.tolist()
+        [[0.0, 1.0, 0.0]]
+    """
+    cdf = probs.cumsum(-1)
+    uniform = torch.rand_like(cdf[..., :1]) * cdf[..., -1:]
+    index = (cdf <= uniform).sum(-1).clamp(max=probs.shape[-1] - 1)
+    hard = torch.nn.functional.one_hot(index, probs.shape[-1]).to(probs.dtype)
+    return hard + probs - probs.detach()

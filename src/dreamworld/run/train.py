@@ -1,0 +1,262 @@
+"""The training loop of replay-based agents: act, store, replay, update, evaluate, checkpoint.
+
+The loop keeps the ratio of replayed steps to environment steps fixed (``dreamer.train_ratio``, as
+DreamerV3 defines it): every policy step (counted over all parallel environments) earns
+``train_ratio / (batch * length)`` updates, and an update is taken whenever a whole one is earned.
+
+A run directory resumes: if ``<logdir>/checkpoint.pt`` exists the agent, optimisers, counters and random
+states are restored from it and the replay is refilled from ``<logdir>/episodes/``. Episodes still
+running when the last checkpoint was written are lost, so a resumed run continues from the next reset.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dreamworld.algos.dreamer.agent import Dreamer, PolicyState
+from dreamworld.config import Config, config_to_dict, save_config
+from dreamworld.data import EPISODE_DIR, EpisodeStore, Replay
+from dreamworld.envs.parallel import VectorEnv
+from dreamworld.run.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from dreamworld.run.driver import Driver, vector_env
+from dreamworld.run.logger import Logger
+from dreamworld.run.policies import RandomPolicy
+from dreamworld.run.seeding import rng_state, seed_everything, set_rng_state
+
+KIND = "dreamer"
+
+
+@dataclass
+class TrainResult:
+    """Where a training run left its outputs, and its final evaluation."""
+
+    logdir: Path
+    steps: int
+    updates: int
+    eval_return: float | None = None
+    eval_returns: list[float] = field(default_factory=list)
+    checkpoint: Path | None = None
+
+
+@dataclass
+class Counters:
+    """Progress of a run; saved in checkpoints."""
+
+    steps: int = 0
+    updates: int = 0
+    episodes: int = 0
+    earned: float = 0.0
+
+    def state(self) -> dict[str, Any]:
+        return {"steps": self.steps, "updates": self.updates, "episodes": self.episodes, "earned": self.earned}
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` is CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train(config: Config) -> TrainResult:
+    """Trains a Dreamer agent as ``config`` describes, resuming from ``config.logdir`` if possible.
+
+    Args:
+        config: The resolved configuration.
+
+    Returns:
+        Counters, the checkpoint path and the final evaluation return.
+    """
+    logdir = Path(config.logdir)
+    logdir.mkdir(parents=True, exist_ok=True)
+    save_config(config, logdir)
+    seed_everything(config.seed)
+    if config.dreamer.threads:
+        torch.set_num_threads(config.dreamer.threads)
+    env = vector_env(config.env)
+    eval_env = vector_env(config.env, num_envs=1, parallel="serial")
+    with env, eval_env:
+        agent = Dreamer(config.dreamer, env.obs_space, env.act_space, pick_device(config.dreamer.device))
+        loop = _Loop(config, agent, env, eval_env)
+        return loop.run()
+
+
+def random_returns(config: Config, episodes: int) -> list[float]:
+    """Returns of a uniform random policy on the evaluation environment, as a baseline."""
+    returns: list[float] = []
+    with vector_env(config.env, num_envs=1, parallel="serial") as env:
+        driver = Driver(env, seed=config.seed + 2_000_003)
+        driver.on_episode(lambda episode, index: returns.append(float(episode["reward"].sum())))
+        driver.run(RandomPolicy(env.act_space, 1, seed=config.seed), episodes=episodes)
+    return returns[:episodes]
+
+
+def move_aside(logdir: Path) -> Path | None:
+    """Renames an existing run directory to ``<name>.old-<time>`` so a new run starts clean."""
+    if not logdir.exists():
+        return None
+    target = logdir.with_name(f"{logdir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    logdir.rename(target)
+    return target
+
+
+class _Loop:
+    """The state of one training run and the clocks that drive its side tasks."""
+
+    def __init__(self, config: Config, agent: Dreamer, env: VectorEnv, eval_env: VectorEnv) -> None:
+        self.config, self.agent, self.env, self.eval_env = config, agent, env, eval_env
+        self.logdir = Path(config.logdir)
+        self.checkpoint = self.logdir / CHECKPOINT_NAME
+        self.store = EpisodeStore(self.logdir / EPISODE_DIR)
+        self.replay = Replay(config.replay.capacity, config.replay.length, seed=config.seed)
+        self.counters = Counters()
+        self.policy_state: PolicyState = None
+        self.metrics: dict[str, list[float]] = {}
+        if self.checkpoint.exists():
+            self._resume()
+        dreamer = config.dreamer
+        self.ratio = dreamer.train_ratio / (config.replay.batch * config.replay.length)
+        self.logger = Logger(
+            self.logdir,
+            total_steps=dreamer.steps,
+            tensorboard=config.log.tensorboard,
+            progress=config.log.progress,
+            video_fps=config.log.video_fps,
+            description=f"{config.env.name}",
+        )
+        self.driver = Driver(env, seed=config.seed + self.counters.episodes)
+        self.driver.on_step(self._on_step)
+        self.driver.on_episode(self._on_episode)
+
+    def run(self) -> TrainResult:
+        dreamer = self.config.dreamer
+        last_log = last_save = time.monotonic()
+        next_eval = self.counters.steps + dreamer.eval_every if dreamer.eval_every else None
+        with self.logger:
+            self._prefill()
+            while self.counters.steps < dreamer.steps:
+                self.driver.run(self._act, steps=self.env.num_envs)
+                self._update()
+                now = time.monotonic()
+                if now - last_log >= dreamer.log_every:
+                    self._write_metrics()
+                    last_log = now
+                if next_eval is not None and self.counters.steps >= next_eval:
+                    self.evaluate()
+                    next_eval += dreamer.eval_every
+                if now - last_save >= dreamer.save_every:
+                    self.save()
+                    last_save = now
+            self._write_metrics()
+            self.save()
+            returns = self.evaluate()
+        return TrainResult(
+            self.logdir,
+            self.counters.steps,
+            self.counters.updates,
+            float(np.mean(returns)) if returns else None,
+            returns,
+            self.checkpoint,
+        )
+
+    def evaluate(self) -> list[float]:
+        """Runs ``eval_episodes`` episodes with the evaluation policy; logs returns and one video."""
+        dreamer = self.config.dreamer
+        if not dreamer.eval_episodes:
+            return []
+        returns: list[float] = []
+        frames: list[np.ndarray] = []
+        driver = Driver(self.eval_env, seed=self.config.seed + 1_000_003 + self.counters.steps)
+        state: list[PolicyState] = [None]
+
+        def act(obs: dict[str, np.ndarray], _: Any) -> tuple[np.ndarray, Any]:
+            if not returns:
+                frame = obs["image"][0] if "image" in obs else self.eval_env.render(0)
+                if frame is not None:
+                    frames.append(frame)
+            action, state[0] = self.agent.policy(obs, state[0], mode=dreamer.eval_mode)
+            return action, None
+
+        driver.on_episode(lambda episode, index: returns.append(float(episode["reward"].sum())))
+        driver.run(act, episodes=dreamer.eval_episodes)
+        returns = returns[: dreamer.eval_episodes]
+        self.logger.scalar("eval/return", float(np.mean(returns)))
+        self.logger.scalar("eval/return_std", float(np.std(returns)))
+        if frames:
+            self.logger.video("eval/video", np.stack(frames), step=self.counters.steps)
+        self.logger.write(self.counters.steps)
+        return returns
+
+    def save(self) -> Path:
+        """Writes the checkpoint atomically."""
+        state = {
+            **self.agent.training_state(),
+            "counters": self.counters.state(),
+            "rng": rng_state(),
+            "replay_rng": self.replay.rng.bit_generator.state,
+            "run_config": config_to_dict(self.config),
+        }
+        return save_checkpoint(self.checkpoint, state, kind=KIND)
+
+    def _resume(self) -> None:
+        state = load_checkpoint(self.checkpoint, kind=KIND)
+        self.agent.load_training_state(state)
+        self.counters = Counters(**state["counters"])
+        set_rng_state(state["rng"])
+        self.replay.restore(self.store)
+        self.replay.rng.bit_generator.state = state["replay_rng"]
+
+    def _prefill(self) -> None:
+        missing = self.config.dreamer.prefill - self.counters.steps
+        if missing > 0:
+            policy = RandomPolicy(self.env.act_space, self.env.num_envs, seed=self.config.seed)
+            self.driver.run(policy, steps=missing)
+
+    def _act(self, obs: dict[str, np.ndarray], state: Any) -> tuple[np.ndarray, Any]:
+        action, self.policy_state = self.agent.policy(obs, self.policy_state, mode="explore")
+        return action, None
+
+    def _on_step(self, step: dict[str, np.ndarray]) -> None:
+        self.replay.add(step)
+        self.counters.steps += len(step["is_first"])
+        if self.counters.steps > self.config.dreamer.prefill:
+            self.counters.earned += self.ratio * len(step["is_first"])
+
+    def _on_episode(self, episode: dict[str, np.ndarray], index: int) -> None:
+        self.counters.episodes += 1
+        if self.config.replay.save_episodes:
+            self.store.save(episode)
+        self.logger.score(self.counters.steps, float(episode["reward"].sum()), len(episode["reward"]) - 1)
+
+    def _update(self) -> None:
+        batch = self.config.replay.batch
+        while self.counters.earned >= 1.0:
+            try:
+                data = self.replay.sample(batch)
+            except ValueError:
+                return  # no full window yet: the earned updates wait for more data
+            metrics = self.agent.train_step(data)
+            self.counters.earned -= 1.0
+            self.counters.updates += 1
+            for key, value in metrics.items():
+                self.metrics.setdefault(key, []).append(value)
+            every = self.config.dreamer.report_every
+            if every and self.counters.updates % every == 0:
+                video = self.agent.open_loop(self.replay.sample(min(batch, 4)))
+                if video is not None:
+                    self.logger.video("wm/open_loop", video, step=self.counters.steps)
+
+    def _write_metrics(self) -> None:
+        for key, values in self.metrics.items():
+            self.logger.scalar(key, float(np.mean(values)))
+        self.metrics = {}
+        for key, value in self.replay.stats().items():
+            self.logger.scalar(key, value)
+        self.logger.scalar("train/updates", float(self.counters.updates))
+        self.logger.write(self.counters.steps)

@@ -1,0 +1,107 @@
+"""Golden values of the agents' math against naive references."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dreamworld.nn.functional import (
+    lambda_return,
+    symexp,
+    symlog,
+    symlog_bins,
+    trajectory_weights,
+    twohot,
+    twohot_mean,
+)
+
+
+def test_symlog_golden_values_and_inverse():
+    x = torch.tensor([-1000.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1000.0], dtype=torch.float64)
+    expected = [-math.log(1001), -math.log(2), -math.log(1.5), 0, math.log(1.5), math.log(2), math.log(1001)]
+    torch.testing.assert_close(symlog(x), torch.tensor(expected, dtype=torch.float64))
+    torch.testing.assert_close(symexp(symlog(x)), x)
+    assert symlog(torch.tensor(0.0)) == 0
+
+
+def test_twohot_encodes_to_the_two_neighbours_and_decodes_back():
+    bins = torch.tensor([-2.0, -1.0, 0.0, 1.0, 3.0])
+    x = torch.tensor([0.25, -1.0, 2.0, 3.0, -5.0, 7.0])
+    weights = twohot(x, bins)
+    expected = torch.tensor(
+        [
+            [0, 0, 0.75, 0.25, 0],
+            [0, 1, 0, 0, 0],
+            [0, 0, 0, 0.5, 0.5],
+            [0, 0, 0, 0, 1],
+            [1, 0, 0, 0, 0],  # below the range: all on the first bin
+            [0, 0, 0, 0, 1],  # above the range: all on the last bin
+        ]
+    )
+    torch.testing.assert_close(weights, expected)
+    inside = (x >= bins[0]) & (x <= bins[-1])
+    torch.testing.assert_close((weights * bins).sum(-1)[inside], x[inside])
+
+
+def test_twohot_matches_a_naive_loop_on_symlog_bins():
+    bins = symlog_bins()
+    x = (torch.randn(200, generator=torch.Generator().manual_seed(0)) * 8).clamp(-19.9, 19.9)
+    weights = twohot(x, bins)
+    for value, row in zip(x.tolist(), weights, strict=True):
+        k = max(i for i in range(len(bins)) if bins[i] <= value)
+        low, high = bins[k].item(), bins[k + 1].item()
+        assert row[k].item() == pytest.approx((high - value) / (high - low), abs=1e-5)
+        assert row[k + 1].item() == pytest.approx((value - low) / (high - low), abs=1e-5)
+        assert row.sum().item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_twohot_mean_of_uniform_logits_is_zero():
+    bins = symlog_bins(255)
+    assert twohot_mean(torch.zeros(3, 255), bins).abs().max().item() < 1e-5
+    assert symexp(twohot_mean(torch.zeros(255), bins)).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def naive_lambda_return(reward, cont, value, discount, lambda_):
+    batch, steps = reward.shape
+    out = torch.zeros(batch, steps - 1)
+    for b in range(batch):
+        following = value[b, -1]
+        for t in reversed(range(steps - 1)):
+            bootstrap = (1 - lambda_) * value[b, t + 1] + lambda_ * following
+            following = reward[b, t + 1] + discount * cont[b, t + 1] * bootstrap
+            out[b, t] = following
+    return out
+
+
+@pytest.mark.parametrize("lambda_", [0.0, 0.5, 0.95, 1.0])
+def test_lambda_return_matches_the_naive_recursion(lambda_):
+    gen = torch.Generator().manual_seed(1)
+    reward, value = torch.randn(4, 16, generator=gen), torch.randn(4, 16, generator=gen)
+    cont = (torch.rand(4, 16, generator=gen) > 0.2).float()
+    torch.testing.assert_close(
+        lambda_return(reward, cont, value, 0.97, lambda_),
+        naive_lambda_return(reward, cont, value, 0.97, lambda_),
+    )
+
+
+def test_lambda_return_closed_forms():
+    reward = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
+    value = torch.tensor([[10.0, 20.0, 30.0, 40.0]])
+    ones = torch.ones(1, 4)
+    # lambda = 1: discounted rewards plus the discounted last value.
+    mc = lambda_return(reward, ones, value, 0.5, 1.0)
+    torch.testing.assert_close(mc[0, 0], torch.tensor(1 + 0.5 * 2 + 0.25 * 3 + 0.125 * 40))
+    # lambda = 0: one-step targets r_{t+1} + gamma v_{t+1}.
+    td = lambda_return(reward, ones, value, 0.5, 0.0)
+    torch.testing.assert_close(td, torch.tensor([[1 + 10.0, 2 + 15.0, 3 + 20.0]]))
+    # An episode end at s_2 cuts everything after it: no bootstrap beyond.
+    cont = torch.tensor([[1.0, 1.0, 0.0, 1.0]])
+    cut = lambda_return(reward, cont, value, 0.5, 1.0)
+    torch.testing.assert_close(cut[0, 0], torch.tensor(1 + 0.5 * 2))
+
+
+def test_trajectory_weights_are_discounted_continuation_products():
+    cont = torch.tensor([[1.0, 1.0, 0.0, 1.0]])
+    torch.testing.assert_close(trajectory_weights(cont, 0.9), torch.tensor([[1.0, 0.9, 0.0, 0.0]]))
