@@ -151,8 +151,7 @@ def test_seeding(name: str, options: dict[str, Any], steps: int) -> None:
         observations = rollout(env, seed, steps)
         env.close()
         return [
-            np.concatenate([v.reshape(-1).astype(np.float64) for v in obs.values()])
-            for obs in observations
+            np.concatenate([v.reshape(-1).astype(np.float64) for v in obs.values()]) for obs in observations
         ]
 
     first, again, other = stream(1), stream(1), stream(2)

@@ -52,9 +52,7 @@ def test_automatic_reset_after_is_last(parallel: str) -> None:
 
 def test_pixels_in_threads_and_render() -> None:
     # Rendering contexts are bound to a thread: each environment keeps one thread for its calls.
-    with make_vector_env(
-        "dmc/cartpole-swingup", 2, parallel="thread", obs="image", size=32
-    ) as envs:
+    with make_vector_env("dmc/cartpole-swingup", 2, parallel="thread", obs="image", size=32) as envs:
         obs = envs.reset(seed=0)
         obs = envs.step(np.zeros((2, 1), np.float32))
         assert obs["image"].shape == (2, 32, 32, 3) and obs["image"].dtype == np.uint8

@@ -136,18 +136,14 @@ def make_env(
         >>> obs["vector"].shape, bool(obs["is_first"])
         ((4,), True)
     """
-    options = EnvOptions(
-        obs, size, repeat, time_limit, gray, noops, sticky, camera, discrete, kwargs
-    )
+    options = EnvOptions(obs, size, repeat, time_limit, gray, noops, sticky, camera, discrete, kwargs)
     suite, _, task = name.partition("/")
     if suite not in _SUITES:
         raise unknown_id("environment suite", suite, _SUITES)
     return _resolve(_SUITES[suite].entry)(task, options)
 
 
-def make_vector_env(
-    name: str, num_envs: int, parallel: str = "process", **options: Any
-) -> VectorEnv:
+def make_vector_env(name: str, num_envs: int, parallel: str = "process", **options: Any) -> VectorEnv:
     """Builds ``num_envs`` copies of an environment stepped together.
 
     Args:
@@ -173,9 +169,7 @@ def suite_table() -> list[SuiteInfo]:
     rows = []
     for name, suite in _SUITES.items():
         installed = all(importlib.util.find_spec(module) is not None for module in suite.modules)
-        install = (
-            f"pip install 'dreamworld[{suite.extra}]'" if suite.extra else "pip install dreamworld"
-        )
+        install = f"pip install 'dreamworld[{suite.extra}]'" if suite.extra else "pip install dreamworld"
         rows.append(SuiteInfo(name, suite.examples, suite.description, installed, install))
     return rows
 

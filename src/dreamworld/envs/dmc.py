@@ -70,9 +70,7 @@ class DMCSimulator:
         self._env = env
         physics = env.physics
         if not -1 <= camera < physics.model.ncam:
-            raise EnvError(
-                f"environment '{name}' has cameras -1..{physics.model.ncam - 1}, not {camera}"
-            )
+            raise EnvError(f"environment '{name}' has cameras -1..{physics.model.ncam - 1}, not {camera}")
         spec = env.action_spec()
         self.native_act_space: gym.spaces.Space = gym.spaces.Box(
             np.broadcast_to(spec.minimum, spec.shape),
@@ -88,9 +86,7 @@ class DMCSimulator:
         self.obs_space: dict[str, gym.spaces.Space] = {}
         if self._image:
             depth = 1 if options.gray else 3
-            self.obs_space["image"] = gym.spaces.Box(
-                0, 255, (options.size, options.size, depth), np.uint8
-            )
+            self.obs_space["image"] = gym.spaces.Box(0, 255, (options.size, options.size, depth), np.uint8)
         if self._vector:
             specs = env.observation_spec()
             dim = sum(int(np.prod(specs[key].shape)) for key in self._keys)

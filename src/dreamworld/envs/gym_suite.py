@@ -43,9 +43,7 @@ def make(task: str, options: EnvOptions) -> Env:
     return SimulatorEnv(GymSimulator(env, options, name), options.repeat or 1, options.time_limit)
 
 
-def make_gym(
-    spec: gym.envs.registration.EnvSpec, options: EnvOptions, name: str, **kwargs: Any
-) -> gym.Env:
+def make_gym(spec: gym.envs.registration.EnvSpec, options: EnvOptions, name: str, **kwargs: Any) -> gym.Env:
     """``gymnasium.make`` with rendering to arrays, and our time limit replacing its own.
 
     Args:
@@ -66,15 +64,11 @@ def make_gym(
         env = gym.make(spec, max_episode_steps=-1 if options.time_limit else None, **kwargs)
     except gym.error.DependencyNotInstalled as error:
         message = " ".join(str(error).split())
-        raise MissingDependencyError(
-            f"environment '{name}' needs a missing package: {message}"
-        ) from None
+        raise MissingDependencyError(f"environment '{name}' needs a missing package: {message}") from None
     except TypeError as error:
         if not options.kwargs:
             raise
-        raise EnvError(
-            f"environment '{name}' rejected kwargs {dict(options.kwargs)}: {error}"
-        ) from None
+        raise EnvError(f"environment '{name}' rejected kwargs {dict(options.kwargs)}: {error}") from None
     _tune_mujoco(env, options.size)
     return env
 
@@ -117,9 +111,7 @@ class GymSimulator:
         if want_image:
             channels = [_shape(parts[key])[-1] for key in images] if images else [3]
             depth = len(channels) if self._gray else sum(channels)
-            self.obs_space["image"] = gym.spaces.Box(
-                0, 255, (self._size, self._size, depth), np.uint8
-            )
+            self.obs_space["image"] = gym.spaces.Box(0, 255, (self._size, self._size, depth), np.uint8)
         if self._vectors:
             dim = sum(part_dim for _, _, part_dim in self._vectors)
             self.obs_space["vector"] = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
@@ -178,9 +170,7 @@ def _find_spec(task: str, name: str) -> gym.envs.registration.EnvSpec:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as error:
-            raise EnvError(
-                f"cannot import module '{module}' of environment '{name}': {error}"
-            ) from None
+            raise EnvError(f"cannot import module '{module}' of environment '{name}': {error}") from None
     if env_id not in gym.registry:
         raise unknown_id("Gymnasium id", env_id, gym.registry)
     return gym.registry[env_id]

@@ -101,8 +101,7 @@ class VectorEnv:
             if obs_space != self.obs_space or act_space != self.act_space:
                 self.close()
                 raise EnvError(
-                    f"environment {index} ({self._labels[index]}) has other spaces "
-                    "than environment 0"
+                    f"environment {index} ({self._labels[index]}) has other spaces than environment 0"
                 )
 
     def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:

@@ -240,7 +240,9 @@ class RSSM(nn.Module):
         prior = {"deter": post["deter"], **self.latent.stats(self.prior_net(post["deter"]))}
         return post, prior
 
-    def obs_step(self, state: State, prev_action: Tensor, embed_part: Tensor, is_first: Tensor) -> State:
+    def obs_step(
+        self, state: State, prev_action: Tensor, embed_part: Tensor, is_first: Tensor, sample: bool = True
+    ) -> State:
         """One posterior step: reset where ``is_first``, advance the core, condition on the embedding.
 
         Args:
@@ -249,13 +251,15 @@ class RSSM(nn.Module):
             embed_part: ``(B, units)`` the embedding through :attr:`post_embed`, computed outside the
                 time loop for whole sequences.
             is_first: ``(B,)`` episode starts.
+            sample: Sample the latent (else take its mode, for deterministic acting).
         """
         keep = (~is_first).to(prev_action.dtype)
         init = self.initial(len(keep))
         state = {key: _mask(value, keep) + _mask(init[key], 1 - keep) for key, value in state.items()}
         deter = self._core(state, prev_action * keep[:, None])
         stats = self.latent.stats(self.post_net(self.post_deter(deter) + embed_part))
-        return {"deter": deter, "stoch": self.latent.sample(stats), **stats}
+        stoch = self.latent.sample(stats) if sample else self.latent.mode(stats)
+        return {"deter": deter, "stoch": stoch, **stats}
 
     def imagine(
         self, policy: Callable[[Tensor], ActionDist], start: State, horizon: int

@@ -158,4 +158,4 @@ def sample_onehot(probs: Tensor) -> Tensor:
     uniform = torch.rand_like(cdf[..., :1]) * cdf[..., -1:]
     index = (cdf <= uniform).sum(-1).clamp(max=probs.shape[-1] - 1)
     hard = torch.nn.functional.one_hot(index, probs.shape[-1]).to(probs.dtype)
-    return hard + probs - probs.detach()
+    return hard + (probs - probs.detach())  # exactly the one-hot values, gradients of probs

@@ -54,7 +54,12 @@ class Counters:
     earned: float = 0.0
 
     def state(self) -> dict[str, Any]:
-        return {"steps": self.steps, "updates": self.updates, "episodes": self.episodes, "earned": self.earned}
+        return {
+            "steps": self.steps,
+            "updates": self.updates,
+            "episodes": self.episodes,
+            "earned": self.earned,
+        }
 
 
 def pick_device(name: str) -> torch.device:

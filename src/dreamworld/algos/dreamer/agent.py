@@ -296,8 +296,8 @@ class Dreamer(nn.Module):
         Args:
             obs: Batched observations of the environment contract (``is_first`` resets the state).
             state: What the previous call returned, or None at the start.
-            mode: ``sample`` (training), ``mode`` (deterministic evaluation) or ``explore`` (sample,
-                plus ``actor.explore_noise`` on continuous actions).
+            mode: ``sample`` (training), ``mode`` (deterministic: the modes of latents and actions)
+                or ``explore`` (sample, plus ``actor.explore_noise`` on continuous actions).
 
         Returns:
             Actions for the environments (indices or vectors in ``[-1, 1]``) and the next state.
@@ -313,7 +313,7 @@ class Dreamer(nn.Module):
         else:
             latent, prev_action = state
         embed_part = rssm.post_embed(self.wm.encoder(inputs))
-        latent = rssm.obs_step(latent, prev_action, embed_part, is_first)
+        latent = rssm.obs_step(latent, prev_action, embed_part, is_first, sample=mode != "mode")
         dist = self.actor(rssm.feat(latent))
         action = dist.mode() if mode == "mode" else dist.sample()
         if mode == "explore" and not self.discrete and self.config.actor.explore_noise:
@@ -351,7 +351,9 @@ class Dreamer(nn.Module):
         batch = self.preprocess({key: value[:videos] for key, value in data.items()})
         rssm = self.wm.rssm
         embed = self.wm.encoder(batch)
-        post, _ = rssm.observe(embed[:, :context], batch["action"][:, :context], batch["is_first"][:, :context])
+        post, _ = rssm.observe(
+            embed[:, :context], batch["action"][:, :context], batch["is_first"][:, :context]
+        )
         state = {key: value[:, -1] for key, value in post.items()}
         imagined = []
         for t in range(context, batch["action"].shape[1]):

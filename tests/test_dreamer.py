@@ -1,0 +1,226 @@
+"""The Dreamer agent: gradient routing, state resets, shapes, presets, determinism, save and load."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from dreamworld.algos.dreamer.agent import Dreamer, _free_nats
+from dreamworld.config import load_config
+from dreamworld.models.rssm import RSSM
+from dreamworld.nn.functional import sample_onehot
+from dreamworld.run.checkpoint import load_checkpoint, save_checkpoint
+
+TINY = {
+    "dreamer.world_model.deter": "32",
+    "dreamer.world_model.hidden": "32",
+    "dreamer.world_model.units": "32",
+    "dreamer.world_model.stoch": "4",
+    "dreamer.world_model.depth": "4",
+    "dreamer.world_model.bins": "31",
+    "dreamer.actor.units": "32",
+    "dreamer.critic.units": "32",
+}
+SPACES = {
+    "vector": {"vector": gym.spaces.Box(-1, 1, (5,), np.float32)},
+    "image": {"image": gym.spaces.Box(0, 255, (16, 16, 3), np.uint8)},
+}
+ACTIONS = {"discrete": gym.spaces.Discrete(3), "continuous": gym.spaces.Box(-1, 1, (2,), np.float32)}
+
+
+def tiny_config(*presets: str, **overrides: str):
+    classes = {} if any(p == "dreamerv1" for p in presets) else {"dreamer.world_model.classes": "4"}
+    return load_config(list(presets), overrides={**TINY, **classes, **overrides}).dreamer
+
+
+def fake_batch(
+    obs: str, action: str, batch: int = 3, steps: int = 10, seed: int = 0
+) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    data = {
+        "reward": rng.normal(size=(batch, steps)).astype(np.float32),
+        "is_first": np.zeros((batch, steps), bool),
+        "is_last": np.zeros((batch, steps), bool),
+        "is_terminal": np.zeros((batch, steps), bool),
+    }
+    data["is_first"][:, 4] = True
+    data["is_last"][:, 3] = True
+    data["is_terminal"][0, 3] = True
+    if obs == "vector":
+        data["vector"] = rng.normal(size=(batch, steps, 5)).astype(np.float32)
+    else:
+        data["image"] = rng.integers(0, 256, (batch, steps, 16, 16, 3), dtype=np.uint8)
+    if action == "discrete":
+        data["action"] = rng.integers(0, 3, (batch, steps))
+    else:
+        data["action"] = rng.uniform(-1, 1, (batch, steps, 2)).astype(np.float32)
+    return data
+
+
+def make_agent(obs: str = "vector", action: str = "discrete", *presets: str, **overrides: str) -> Dreamer:
+    torch.manual_seed(0)
+    config = tiny_config(*(presets or ("dreamerv3",)), **overrides)
+    return Dreamer(config, SPACES[obs], ACTIONS[action])
+
+
+def test_free_nats_per_step_and_on_the_mean():
+    kl = torch.tensor([[0.5, 2.0], [3.0, 0.1]])
+    assert _free_nats(kl, 1.0, average_first=False).item() == pytest.approx((1 + 2 + 3 + 1) / 4)
+    assert _free_nats(kl, 1.0, average_first=True).item() == pytest.approx(5.6 / 4)
+    assert _free_nats(kl, 3.0, average_first=True).item() == pytest.approx(3.0)
+    kl = kl.clone().requires_grad_(True)
+    _free_nats(kl, 1.0, average_first=False).backward()
+    assert kl.grad.tolist() == [[0.0, 0.25], [0.25, 0.0]]  # clipped steps get no gradient
+
+
+def test_kl_terms_route_gradients_to_prior_and_posterior_only():
+    """dyn = KL(sg(post) || prior) trains the prior, rep = KL(post || sg(prior)) the posterior."""
+    agent = make_agent()
+    batch = agent.preprocess(fake_batch("vector", "discrete"))
+    rssm = agent.wm.rssm
+    post, prior = rssm.observe(agent.wm.encoder(batch), batch["action"], batch["is_first"])
+    detach = lambda state: {k: v.detach() for k, v in state.items()}  # noqa: E731
+    dyn = rssm.kl(detach(post), prior).mean()
+    rep = rssm.kl(post, detach(prior)).mean()
+    dyn_post, dyn_prior = torch.autograd.grad(
+        dyn, [post["logits"], prior["logits"]], allow_unused=True, retain_graph=True
+    )
+    rep_post, rep_prior = torch.autograd.grad(
+        rep, [post["logits"], prior["logits"]], allow_unused=True, retain_graph=True
+    )
+    assert dyn_post is None and dyn_prior.abs().sum() > 0
+    assert rep_prior is None and rep_post.abs().sum() > 0
+    prior_net = list(rssm.prior_net.parameters())
+    assert all(g is None for g in torch.autograd.grad(rep, prior_net, allow_unused=True, retain_graph=True))
+    assert all(g.abs().sum() > 0 for g in torch.autograd.grad(dyn, prior_net))
+
+
+def test_straight_through_sample_is_one_hot_with_the_gradient_of_the_probabilities():
+    logits = torch.randn(64, 5, requires_grad=True)
+    probs = torch.softmax(logits, -1)
+    sample = sample_onehot(probs)
+    assert torch.all(sample.detach().sum(-1) == 1) and set(sample.detach().unique().tolist()) <= {0.0, 1.0}
+    weights = torch.randn(5)
+    (sample * weights).sum().backward()
+    expected = torch.autograd.grad((torch.softmax(logits, -1) * weights).sum(), logits)[0]
+    torch.testing.assert_close(logits.grad, expected)
+
+
+def test_sample_frequencies_follow_the_probabilities():
+    probs = torch.tensor([0.1, 0.6, 0.3]).expand(20_000, 3)
+    freq = sample_onehot(probs).mean(0)
+    torch.testing.assert_close(freq, torch.tensor([0.1, 0.6, 0.3]), atol=0.015, rtol=0)
+
+
+@pytest.mark.parametrize(("grad", "needs_graph"), [("reinforce", False), ("dynamics", True), ("mix", True)])
+def test_actor_gradient_kind_decides_whether_imagination_keeps_a_graph(grad, needs_graph):
+    agent = make_agent("vector", "continuous", **{"dreamer.actor.grad_continuous": grad})
+    batch = agent.preprocess(fake_batch("vector", "continuous"))
+    _, post, _ = agent.world_model_loss(batch)
+    start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
+    traj, actions = agent.imagine(start)
+    assert traj["deter"].requires_grad == needs_graph
+    assert all(p.requires_grad for p in agent.wm.parameters()), "imagine() must restore requires_grad"
+    actor_loss, critic_loss, _ = agent.behaviour_losses(
+        traj, actions, batch["cont"].flatten(0, 1), batch, post
+    )
+    # Neither loss may train the world model; the critic loss must not reach the actor either.
+    wm_params = list(agent.wm.parameters())
+    for loss in (actor_loss, critic_loss):
+        grads = torch.autograd.grad(loss, wm_params, allow_unused=True, retain_graph=True)
+        assert all(g is None or g.abs().sum() == 0 for g in grads)
+    grads = torch.autograd.grad(
+        critic_loss, list(agent.actor.parameters()), allow_unused=True, retain_graph=True
+    )
+    assert all(g is None for g in grads)
+
+
+def test_dynamics_gradient_flows_through_the_imagined_rewards():
+    agent = make_agent("vector", "continuous", **{"dreamer.actor.grad_continuous": "dynamics"})
+    torch.nn.init.normal_(agent.wm.reward.out.weight)  # a reward head that depends on the state
+    batch = agent.preprocess(fake_batch("vector", "continuous"))
+    _, post, _ = agent.world_model_loss(batch)
+    traj, actions = agent.imagine({k: v.detach().flatten(0, 1) for k, v in post.items()})
+    actor_loss, _, _ = agent.behaviour_losses(traj, actions, batch["cont"].flatten(0, 1), batch, post)
+    grads = torch.autograd.grad(actor_loss, list(agent.actor.parameters()), allow_unused=True)
+    assert sum(g.abs().sum() for g in grads if g is not None) > 0
+
+
+def test_rssm_resets_its_state_at_is_first():
+    torch.manual_seed(0)
+    rssm = RSSM(embed=6, actions=2, deter=8, stoch=3, classes=3, units=8, initial="learned")
+    embed, action = torch.randn(2, 7, 6), torch.randn(2, 7, 2)
+    is_first = torch.zeros(2, 7, dtype=torch.bool)
+    is_first[:, 0] = is_first[:, 4] = True
+    torch.manual_seed(1)
+    whole, _ = rssm.observe(embed, action, is_first)
+    fresh_first = torch.zeros(2, 3, dtype=torch.bool)
+    fresh_first[:, 0] = True
+    torch.manual_seed(1)
+    rssm.observe(embed[:, :4], action[:, :4], is_first[:, :4])  # consume the same random numbers
+    tail, _ = rssm.observe(embed[:, 4:], action[:, 4:], fresh_first)
+    torch.testing.assert_close(whole["deter"][:, 4:], tail["deter"])
+    torch.testing.assert_close(whole["stoch"][:, 4:], tail["stoch"])
+
+
+def test_shapes_over_batch_and_time():
+    agent = make_agent("image", "continuous")
+    batch = agent.preprocess(fake_batch("image", "continuous", batch=2, steps=6))
+    _, post, _ = agent.world_model_loss(batch)
+    assert post["deter"].shape == (2, 6, 32) and post["stoch"].shape == (2, 6, 4, 4)
+    traj, actions = agent.imagine({k: v.detach().flatten(0, 1) for k, v in post.items()})
+    assert traj["deter"].shape == (12, 16, 32) and actions.shape == (12, 16, 2)
+    dists = agent.wm.heads(agent.wm.rssm.feat(post))
+    assert dists["image"].mode().shape == (2, 6, 16, 16, 3)
+    assert dists["reward"].mode().shape == (2, 6) and dists["cont"].mode().shape == (2, 6)
+
+
+PRESETS = ["dreamerv1", "dreamerv2", "dreamerv3", "dreamerv3_2024"]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("action", ["discrete", "continuous"])
+@pytest.mark.parametrize("obs", ["vector", "image"])
+def test_every_preset_trains_on_every_kind_of_task(preset, action, obs):
+    agent = make_agent(obs, action, preset)
+    before = {name: p.detach().clone() for name, p in agent.named_parameters()}
+    data = fake_batch(obs, action)
+    for _ in range(2):
+        metrics = agent.train_step(data)
+    assert all(np.isfinite(v) for v in metrics.values()), metrics
+    changed = {name for name, p in agent.named_parameters() if not torch.equal(before[name], p)}
+    for part in ("wm.encoder", "wm.rssm", "wm.reward", "actor", "critic.net"):
+        assert any(name.startswith(part) for name in changed), f"{part} did not change"
+    obs_batch = {key: value[:, 0] for key, value in data.items()}
+    actions, state = agent.policy(obs_batch)
+    actions, _ = agent.policy(obs_batch, state, mode="mode")
+    assert actions.shape == ((3,) if action == "discrete" else (3, 2))
+
+
+def test_same_seed_gives_the_same_metrics():
+    data = fake_batch("vector", "discrete")
+    runs = []
+    for _ in range(2):
+        agent = make_agent()
+        torch.manual_seed(5)
+        runs.append([agent.train_step(data) for _ in range(2)])
+    assert runs[0] == runs[1]
+
+
+def test_save_then_load_gives_identical_actions(tmp_path):
+    agent = make_agent("image", "continuous")
+    data = fake_batch("image", "continuous")
+    agent.train_step(data)
+    save_checkpoint(tmp_path / "checkpoint.pt", agent.training_state(), kind="dreamer")
+    loaded = make_agent("image", "continuous")
+    loaded.load_training_state(load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer"))
+    obs = {key: value[:, 0] for key, value in data.items()}
+    a, _ = agent.policy(obs, mode="mode")
+    b, _ = loaded.policy(obs, mode="mode")
+    np.testing.assert_array_equal(a, b)
+    torch.manual_seed(3)
+    first = agent.train_step(data)
+    torch.manual_seed(3)
+    assert loaded.train_step(data) == first  # optimiser states came back too

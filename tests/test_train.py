@@ -1,0 +1,83 @@
+"""The training loop on real environments: updates, evaluation, reports, checkpoints, resuming."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dreamworld.cli import main
+from dreamworld.config import load_config
+from dreamworld.run.checkpoint import load_checkpoint
+from dreamworld.run.train import train
+
+TINY = [
+    "--dreamer.world_model.deter", "32", "--dreamer.world_model.hidden", "32",
+    "--dreamer.world_model.units", "32", "--dreamer.world_model.stoch", "4",
+    "--dreamer.world_model.classes", "4", "--dreamer.world_model.depth", "4",
+    "--dreamer.actor.units", "32", "--dreamer.critic.units", "32",
+    "--replay.batch", "4", "--replay.length", "16", "--dreamer.train_ratio", "32",
+    "--dreamer.prefill", "100", "--dreamer.eval_episodes", "2", "--dreamer.eval_every", "0",
+    "--env.parallel", "serial", "--log.progress", "false",
+]  # fmt: skip
+
+
+def overrides(argv: list[str]) -> dict[str, str]:
+    return {argv[i][2:]: argv[i + 1] for i in range(0, len(argv), 2)}
+
+
+def test_training_writes_metrics_checkpoint_and_evaluation(tmp_path):
+    config = load_config(
+        ["dreamerv3"], overrides={**overrides(TINY), "logdir": str(tmp_path), "dreamer.steps": "300"}
+    )
+    result = train(config)
+    assert result.steps >= 300 and result.updates == pytest.approx((300 - 100) * 32 / 64, abs=2)
+    assert len(result.eval_returns) == 2 and result.eval_return is not None
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    keys = set().union(*lines)
+    for key in (
+        "wm/loss_vector",
+        "wm/loss_dyn",
+        "actor/entropy",
+        "critic/loss",
+        "eval/return",
+        "replay/size",
+    ):
+        assert key in keys, key
+    state = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")
+    assert state["counters"]["updates"] == result.updates
+
+
+def test_a_second_run_resumes_from_the_checkpoint(tmp_path, capsys):
+    argv = ["train", "--env", "gym/CartPole-v1", "--logdir", str(tmp_path), *TINY]
+    assert main([*argv, "--steps", "200"]) == 0
+    first = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")["counters"]
+    assert main([*argv, "--steps", "400"]) == 0
+    second = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")["counters"]
+    assert second["steps"] >= 400 and second["updates"] > first["updates"] > 0
+    out = capsys.readouterr().out
+    assert "evaluation return" in out and "random policy" in out
+    assert main([*argv, "--steps", "150", "--fresh"]) == 0
+    assert "moved the previous run" in capsys.readouterr().out
+    assert list(tmp_path.parent.glob(f"{tmp_path.name}.old-*"))
+
+
+def test_image_task_writes_open_loop_and_evaluation_videos(tmp_path):
+    argv = ["train", "--env", "gym/CartPole-v1", "--logdir", str(tmp_path), *TINY, "--steps", "250"]
+    argv += ["--env.obs", "image", "--env.size", "16", "--dreamer.report_every", "10"]
+    assert main(argv) == 0
+    videos = {
+        path.name.split("_")[0] + "_" + path.name.split("_")[1] for path in (tmp_path / "videos").iterdir()
+    }
+    assert any(name.startswith("wm_open") for name in videos) and any(
+        name.startswith("eval_video") for name in videos
+    )
+
+
+def test_a_corrupt_checkpoint_is_a_one_line_error_and_is_kept(tmp_path, capsys):
+    tmp_path.joinpath("checkpoint.pt").write_bytes(b"garbage")
+    argv = ["train", "--env", "gym/CartPole-v1", "--logdir", str(tmp_path), *TINY, "--steps", "150"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "checkpoint" in err
+    assert tmp_path.joinpath("checkpoint.pt").read_bytes() == b"garbage"
