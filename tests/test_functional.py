@@ -105,3 +105,14 @@ def test_lambda_return_closed_forms():
 def test_trajectory_weights_are_discounted_continuation_products():
     cont = torch.tensor([[1.0, 1.0, 0.0, 1.0]])
     torch.testing.assert_close(trajectory_weights(cont, 0.9), torch.tensor([[1.0, 0.9, 0.0, 0.0]]))
+
+
+def test_twohot_loss_by_gather_equals_the_dense_cross_entropy():
+    from dreamworld.nn.dists import TwoHot
+
+    gen = torch.Generator().manual_seed(2)
+    bins = symlog_bins(31, -5.0, 5.0)
+    logits = torch.randn(6, 7, 31, generator=gen)
+    target = torch.randn(6, 7, generator=gen) * 30
+    dense = -(twohot(symlog(target), bins) * torch.log_softmax(logits, -1)).sum(-1)
+    torch.testing.assert_close(TwoHot(logits, bins).loss(target), dense)

@@ -95,7 +95,7 @@ class ActorConfig:
     min_std: float = option("smallest std of continuous actions", 0.1)
     max_std: float = option("largest std of continuous actions (bounded_normal)", 1.0)
     grad_discrete: str = option("gradient for discrete actions: reinforce, dynamics or mix", "reinforce")
-    grad_continuous: str = option("gradient for continuous actions: reinforce, dynamics or mix", "dynamics")
+    grad_continuous: str = option("gradient for continuous actions: reinforce, dynamics or mix", "reinforce")
     mix: float = option("with grad mix: weight of the dynamics gradient (the rest is REINFORCE)", 0.1)
     entropy: float = option("entropy bonus scale", 3e-4)
     explore_noise: float = option("Gaussian noise added to continuous actions while collecting (V1)", 0.0)

@@ -91,7 +91,7 @@ class DMCSimulator:
             specs = env.observation_spec()
             dim = sum(int(np.prod(specs[key].shape)) for key in self._keys)
             self.obs_space["vector"] = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
-        fast_rendering(physics.model)
+        fast_rendering(physics.model, options.size)
         # One camera for the whole run: physics.render() builds a new one (and its MjvScene)
         # per call, which costs a third of the frame time at 64x64 (docs/benchmarks.md).
         self._camera = mujoco.Camera(physics, options.size, options.size, camera)

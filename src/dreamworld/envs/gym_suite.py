@@ -189,7 +189,7 @@ def _tune_mujoco(env: gym.Env, size: int) -> None:
     """Renders Gymnasium's MuJoCo environments at ``size`` directly, without shadows."""
     renderer = getattr(env.unwrapped, "mujoco_renderer", None)
     if renderer is not None:
-        fast_rendering(env.unwrapped.model)  # type: ignore[attr-defined]
+        fast_rendering(env.unwrapped.model, size)  # type: ignore[attr-defined]
         renderer.width = renderer.height = size
 
 

@@ -26,17 +26,23 @@ def configure_mujoco_gl() -> str:
     return os.environ["MUJOCO_GL"]
 
 
-def fast_rendering(model: Any) -> None:
-    """Turns off shadows and multisampling of a MuJoCo model before its first render.
+def fast_rendering(model: Any, size: int) -> None:
+    """Sets up a MuJoCo model for fast software rendering of ``size x size`` frames.
 
-    They dominate software rendering: walker at 64x64 renders at ~40 frames/s with them and
-    ~300 without (docs/benchmarks.md), and at 64x64 neither is visible to an agent anyway.
+    Must run before the model's first render, which creates the rendering context from these
+    settings. Shadows and multisampling dominate software rendering (walker at 64x64: ~40 -> ~300
+    frames/s) and are invisible at agent resolutions. The offscreen framebuffer (640x480 by
+    default) is shrunk to the frame size: with the large one, two processes rendering at once
+    each ran at half speed on a 2-core machine (docs/benchmarks.md).
 
     Args:
         model: A ``mujoco.MjModel`` (or dm_control's wrapper of one).
+        size: Side of the frames that will be rendered.
     """
     model.vis.quality.shadowsize = 0
     model.vis.quality.offsamples = 0
+    model.vis.global_.offwidth = size
+    model.vis.global_.offheight = size
 
 
 def _loadable(library: str) -> bool:

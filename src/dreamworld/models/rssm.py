@@ -232,16 +232,23 @@ class RSSM(nn.Module):
         state = self.initial(batch) if state is None else state
         prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
         embed_part = self.post_embed(embed)
+        init = self.initial(batch)
         posts: list[State] = []
         for t in range(steps):
-            state = self.obs_step(state, prev_action[:, t], embed_part[:, t], is_first[:, t])
+            state = self.obs_step(state, prev_action[:, t], embed_part[:, t], is_first[:, t], init=init)
             posts.append(state)
         post = {key: torch.stack([p[key] for p in posts], 1) for key in posts[0]}
         prior = {"deter": post["deter"], **self.latent.stats(self.prior_net(post["deter"]))}
         return post, prior
 
     def obs_step(
-        self, state: State, prev_action: Tensor, embed_part: Tensor, is_first: Tensor, sample: bool = True
+        self,
+        state: State,
+        prev_action: Tensor,
+        embed_part: Tensor,
+        is_first: Tensor,
+        sample: bool = True,
+        init: State | None = None,
     ) -> State:
         """One posterior step: reset where ``is_first``, advance the core, condition on the embedding.
 
@@ -252,9 +259,10 @@ class RSSM(nn.Module):
                 time loop for whole sequences.
             is_first: ``(B,)`` episode starts.
             sample: Sample the latent (else take its mode, for deterministic acting).
+            init: The initial state for this batch size, when the caller has it already.
         """
         keep = (~is_first).to(prev_action.dtype)
-        init = self.initial(len(keep))
+        init = self.initial(len(keep)) if init is None else init
         state = {key: _mask(value, keep) + _mask(init[key], 1 - keep) for key, value in state.items()}
         deter = self._core(state, prev_action * keep[:, None])
         stats = self.latent.stats(self.post_net(self.post_deter(deter) + embed_part))

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
-from dreamworld.nn.functional import sample_onehot, symexp, symlog, symlog_bins, twohot, twohot_mean
+from dreamworld.nn.functional import sample_onehot, symexp, symlog, symlog_bins, twohot_indices, twohot_mean
 from dreamworld.nn.layers import MLP, init_uniform_
 
 
@@ -96,8 +96,12 @@ class TwoHot:
         return symexp(twohot_mean(self.logits, self.bins))
 
     def loss(self, target: Tensor) -> Tensor:
-        target = twohot(symlog(target.detach()), self.bins)
-        return -(target * F.log_softmax(self.logits, -1)).sum(-1)
+        # Only the two neighbouring bins carry weight: gather them instead of a dense two-hot.
+        below, above, weight_above = twohot_indices(symlog(target.detach()), self.bins)
+        log_probs = F.log_softmax(self.logits, -1)
+        low = log_probs.gather(-1, below.unsqueeze(-1)).squeeze(-1)
+        high = log_probs.gather(-1, above.unsqueeze(-1)).squeeze(-1)
+        return -((1 - weight_above) * low + weight_above * high)
 
 
 class Binary:

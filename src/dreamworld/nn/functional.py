@@ -57,15 +57,25 @@ def twohot(x: Tensor, bins: Tensor) -> Tensor:
         >>> twohot(torch.tensor([0.25]), torch.tensor([0.0, 1.0, 2.0]))
         tensor([[0.7500, 0.2500, 0.0000]])
     """
-    x = x.clamp(bins[0], bins[-1])
-    above = torch.searchsorted(bins, x.contiguous(), right=True).clamp(1, len(bins) - 1)
-    below = above - 1
-    low, high = bins[below], bins[above]
-    weight_high = (x - low) / (high - low)
+    below, above, weight_high = twohot_indices(x, bins)
     weights = torch.zeros(*x.shape, len(bins), dtype=x.dtype, device=x.device)
     weights.scatter_(-1, below.unsqueeze(-1), (1 - weight_high).unsqueeze(-1))
     weights.scatter_add_(-1, above.unsqueeze(-1), weight_high.unsqueeze(-1))
     return weights
+
+
+def twohot_indices(x: Tensor, bins: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The two bins around each value and the weight of the upper one (see :func:`twohot`).
+
+    Returns:
+        ``below`` and ``above`` bin indices (``above = below + 1``) and the weight of ``above``, each
+        shaped like ``x``; values outside the bins put all weight on the nearest end bin.
+    """
+    x = x.clamp(bins[0], bins[-1])
+    above = torch.searchsorted(bins, x.contiguous(), right=True).clamp(1, len(bins) - 1)
+    below = above - 1
+    low, high = bins[below], bins[above]
+    return below, above, (x - low) / (high - low)
 
 
 def twohot_mean(logits: Tensor, bins: Tensor) -> Tensor:

@@ -132,9 +132,7 @@ def load_checkpoint(
     path = Path(path)
     payload = _read(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is not a dreamworld checkpoint (it has no dreamworld marker)"
-        )
+        raise CheckpointError(f"{path} is not a dreamworld checkpoint (it has no dreamworld marker)")
     version = payload.get("version")
     if not isinstance(version, int) or version < 1 or not isinstance(payload.get("state"), dict):
         raise CheckpointError(f"{path} is a corrupt dreamworld checkpoint (bad envelope)")
@@ -261,9 +259,7 @@ class _ErrorKeepingWriter:
 def _read(path: Path, map_location: str | torch.device) -> Any:
     """Loads ``path`` with weights_only, turning every failure into a one-line CheckpointError."""
     if path.is_dir():
-        raise CheckpointError(
-            f"{path} is a directory; a run's checkpoint is {path / CHECKPOINT_NAME}"
-        )
+        raise CheckpointError(f"{path} is a directory; a run's checkpoint is {path / CHECKPOINT_NAME}")
     try:
         with open(path, "rb") as file:
             head = file.read(len(_ZIP_MAGIC))
@@ -283,15 +279,11 @@ def _read(path: Path, map_location: str | torch.device) -> Any:
             # silently wrong weight.
             damaged = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError):
-        raise CheckpointError(
-            f"{path} is truncated or corrupt (unreadable zip directory)"
-        ) from None
+        raise CheckpointError(f"{path} is truncated or corrupt (unreadable zip directory)") from None
     if damaged is not None:
         raise CheckpointError(f"{path} is corrupt (checksum mismatch in {damaged})")
     if not any(name.endswith("/data.pkl") for name in names):
-        raise CheckpointError(
-            f"{path} is not a dreamworld checkpoint (a zip, but not a torch file)"
-        )
+        raise CheckpointError(f"{path} is not a dreamworld checkpoint (a zip, but not a torch file)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
@@ -304,6 +296,4 @@ def _read(path: Path, map_location: str | torch.device) -> Any:
     except Exception as error:  # torch reports corruption through many exception types
         # torch's messages run to paragraphs; their first sentence carries the reason.
         reason = str(error).strip().split("\n")[0].split(". ")[0]
-        raise CheckpointError(
-            f"cannot load checkpoint {path}: {type(error).__name__}: {reason}"
-        ) from None
+        raise CheckpointError(f"cannot load checkpoint {path}: {type(error).__name__}: {reason}") from None

@@ -263,9 +263,7 @@ class Logger:
         self._closed = True
         if self._scalars or self._images:
             names = ", ".join([*self._scalars, *self._images])
-            warnings.warn(
-                f"Logger closed before writing {names}; call write(step) first", stacklevel=2
-            )
+            warnings.warn(f"Logger closed before writing {names}; call write(step) first", stacklevel=2)
         try:
             if self._progress is not None:
                 self._progress.close()
@@ -415,9 +413,7 @@ def _scalar_summary(values: Mapping[str, float]) -> Summary:
 def _image_summary(tag: str, shape: tuple[int, ...], encoded: bytes) -> Summary:
     """An image record; TensorBoard's image dashboard animates it when ``encoded`` is a GIF."""
     height, width, channels = shape
-    image = Summary.Image(
-        height=height, width=width, colorspace=channels, encoded_image_string=encoded
-    )
+    image = Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=encoded)
     return Summary(value=[Summary.Value(tag=tag, image=image)])
 
 
@@ -443,9 +439,7 @@ def _encode_png(image: np.ndarray) -> bytes:
 def _encode_gif(frames: np.ndarray, fps: int) -> bytes:
     """An animated GIF that loops forever; GIF timing has a resolution of 10 ms."""
     pixels = frames[..., 0] if frames.shape[-1] == 1 else frames
-    encoded: bytes = iio.imwrite(
-        "<bytes>", pixels, extension=".gif", duration=round(1000 / fps), loop=0
-    )
+    encoded: bytes = iio.imwrite("<bytes>", pixels, extension=".gif", duration=round(1000 / fps), loop=0)
     return encoded
 
 
@@ -557,9 +551,7 @@ class _LiveBar:
             console=console,
             refresh_per_second=4,
         )
-        self._task = self._progress.add_task(
-            description, total=total, score="", **_status(0, total, None)
-        )
+        self._task = self._progress.add_task(description, total=total, score="", **_status(0, total, None))
         self._progress.start()
 
     def advance(self, step: int) -> None:

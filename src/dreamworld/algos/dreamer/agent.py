@@ -28,6 +28,7 @@ from dreamworld.config.dreamer import DreamerConfig, OptimConfig
 from dreamworld.models.actor_critic import Actor, Critic, ReturnNorm
 from dreamworld.models.rssm import State
 from dreamworld.models.world_model import WorldModel
+from dreamworld.nn.dists import Dist
 from dreamworld.nn.functional import lambda_return, trajectory_weights
 from dreamworld.nn.optim import Optimizer
 
@@ -203,18 +204,30 @@ class Dreamer(nn.Module):
     def behaviour_losses(
         self, traj: State, actions: Tensor, start_cont: Tensor, batch: dict[str, Tensor], post: State
     ) -> tuple[Tensor, Tensor, Metrics]:
-        """Actor and critic losses from lambda-returns along imagined trajectories."""
+        """Actor and critic losses from lambda-returns along imagined trajectories.
+
+        Heads run once over all ``H + 1`` states of a trajectory; losses over ``H`` steps slice their
+        outputs, so no feature tensor is copied.
+        """
         config = self.config
         feat = self.wm.rssm.feat(traj)
-        reward = self.wm.reward(feat).mode()
-        cont = self.wm.cont(feat).mode() if self.wm.cont is not None else torch.ones_like(reward)
+        dynamics = self.actor_grad != "reinforce"
+        with torch.set_grad_enabled(dynamics):
+            reward = self.wm.reward(feat).mode()
+            cont = self.wm.cont(feat).mode() if self.wm.cont is not None else torch.ones_like(reward)
         # The start state is real: its continuation is known rather than predicted.
         cont = torch.cat([start_cont[:, None], cont[:, 1:]], 1)
-        value = self.critic.slow_value(feat) if config.critic.slow_target else self.critic(feat).mode()
+        critic = self.critic(feat.detach())
+        if config.critic.slow_target:
+            value = self.critic.slow_value(feat)
+        elif dynamics:
+            value = self.critic(feat).mode()  # a path from the returns back into the imagined states
+        else:
+            value = critic.mode().detach()
         returns = lambda_return(reward, cont, value, config.discount, config.return_lambda)
         weights = trajectory_weights(cont, config.discount)[:, :-1]
-        actor_loss, metrics = self.actor_loss(feat, actions, returns, value, weights)
-        critic_loss, critic_metrics = self.critic_loss(feat, returns, weights)
+        actor_loss, metrics = self.actor_loss(feat.detach(), actions, returns, value, weights)
+        critic_loss, critic_metrics = self.critic_loss(critic, feat.detach(), returns, weights)
         if config.critic.replay_scale:
             replay_loss = self.replay_value_loss(post, batch, returns[:, 0])
             critic_loss = critic_loss + config.critic.replay_scale * replay_loss
@@ -228,7 +241,15 @@ class Dreamer(nn.Module):
     def actor_loss(
         self, feat: Tensor, actions: Tensor, returns: Tensor, value: Tensor, weights: Tensor
     ) -> tuple[Tensor, Metrics]:
-        """The actor objective: normalised advantages by dynamics or REINFORCE, plus entropy."""
+        """The actor objective: normalised advantages by dynamics or REINFORCE, plus entropy.
+
+        Args:
+            feat: ``(N, H + 1, F)`` imagined features, detached.
+            actions: ``(N, H + 1, A)`` actions taken in them.
+            returns: ``(N, H)`` lambda-returns (with gradients into the imagination for dynamics).
+            value: ``(N, H + 1)`` the critic's values.
+            weights: ``(N, H)`` trajectory weights.
+        """
         config = self.config.actor
         if config.return_norm:
             self.return_norm.update(returns)
@@ -236,15 +257,16 @@ class Dreamer(nn.Module):
         else:
             scale = torch.ones((), device=returns.device)
         advantage = (returns - value[:, :-1].detach()) / scale
-        dist = self.actor(feat[:, :-1].detach())
-        reinforce = -dist.log_prob(actions[:, :-1].detach()) * advantage.detach()
+        dist = self.actor(feat)
+        log_prob = dist.log_prob(actions.detach())[:, :-1]
+        reinforce = -log_prob * advantage.detach()
         if self.actor_grad == "dynamics":
             objective = -advantage
         elif self.actor_grad == "reinforce":
             objective = reinforce
         else:
             objective = config.mix * -advantage + (1 - config.mix) * reinforce
-        entropy = dist.entropy()
+        entropy = dist.entropy()[:, :-1]
         loss = (weights * (objective - config.entropy * entropy)).mean()
         metrics = {
             "actor/loss": loss.item(),
@@ -254,16 +276,24 @@ class Dreamer(nn.Module):
         }
         return loss, metrics
 
-    def critic_loss(self, feat: Tensor, returns: Tensor, weights: Tensor) -> tuple[Tensor, Metrics]:
-        """Regression onto the returns, plus the regulariser toward the slow critic (V3)."""
+    def critic_loss(
+        self, dist: Dist, feat: Tensor, returns: Tensor, weights: Tensor
+    ) -> tuple[Tensor, Metrics]:
+        """Regression onto the returns, plus the regulariser toward the slow critic (V3).
+
+        Args:
+            dist: The critic's prediction for all ``H + 1`` states.
+            feat: ``(N, H + 1, F)`` detached features (for the slow critic).
+            returns: ``(N, H)`` targets.
+            weights: ``(N, H)`` trajectory weights.
+        """
         config = self.config.critic
-        inputs = feat[:, :-1].detach()
-        dist = self.critic(inputs)
-        loss = dist.loss(returns.detach())
+        # The last state has no return: pad the targets and drop that column of the loss.
+        loss = dist.loss(F.pad(returns.detach(), (0, 1)))[:, :-1]
         if config.slow_reg:
-            loss = loss + config.slow_reg * dist.loss(self.critic.slow_value(inputs))
+            loss = loss + config.slow_reg * dist.loss(self.critic.slow_value(feat))[:, :-1]
         loss = (weights * loss).mean()
-        return loss, {"critic/loss": loss.item(), "critic/value": dist.mode().mean().item()}
+        return loss, {"critic/loss": loss.item(), "critic/value": dist.mode()[:, :-1].mean().item()}
 
     def replay_value_loss(self, post: State, batch: dict[str, Tensor], imagined: Tensor) -> Tensor:
         """The critic on replayed states, with lambda-returns over real rewards (DreamerV3 2024).
@@ -278,10 +308,10 @@ class Dreamer(nn.Module):
         last = batch["is_last"].float()
         lambdas = config.return_lambda * (1 - last[:, 1:])
         returns = lambda_return(batch["reward"], batch["cont"], boot, config.discount, lambdas)
-        dist = self.critic(feat[:, :-1])
-        loss = dist.loss(returns)
+        dist = self.critic(feat)
+        loss = dist.loss(F.pad(returns, (0, 1)))[:, :-1]
         if config.critic.slow_reg:
-            loss = loss + config.critic.slow_reg * dist.loss(self.critic.slow_value(feat[:, :-1]))
+            loss = loss + config.critic.slow_reg * dist.loss(self.critic.slow_value(feat))[:, :-1]
         return ((1 - last[:, :-1]) * loss).mean()
 
     # ----------------------------------------------------------------------------------------------
