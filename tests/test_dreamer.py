@@ -224,3 +224,32 @@ def test_save_then_load_gives_identical_actions(tmp_path):
     first = agent.train_step(data)
     torch.manual_seed(3)
     assert loaded.train_step(data) == first  # optimiser states came back too
+
+
+def test_python_api_builds_learns_acts_saves_and_loads(tmp_path):
+    overrides = {key: value for key, value in TINY.items()}
+    overrides |= {"dreamer.world_model.classes": "4", "replay.batch": "4", "replay.length": "16"}
+    overrides |= {"dreamer.prefill": "100", "dreamer.eval_episodes": "1", "env.parallel": "serial"}
+    overrides |= {"dreamer.train_ratio": "32", "log.progress": "false"}
+    agent = Dreamer.from_preset(
+        "dreamerv3", env="gym/CartPole-v1", overrides=overrides, logdir=str(tmp_path / "run")
+    )
+    result = agent.learn(steps=200)
+    assert result.updates > 0 and (tmp_path / "run" / "checkpoint.pt").exists()
+    obs = {"vector": np.zeros((2, 4), np.float32), "is_first": np.ones(2, bool)}
+    actions, state = agent.act(obs, deterministic=True)
+    assert actions.shape == (2,) and state is not None
+    agent.save(tmp_path / "agent.pt")
+    for path in (tmp_path / "agent.pt", tmp_path / "run" / "checkpoint.pt"):
+        loaded = Dreamer.load(path, device="cpu")
+        np.testing.assert_array_equal(loaded.act(obs, deterministic=True)[0], actions)
+
+
+def test_a_checkpoint_of_another_size_is_a_clear_error(tmp_path):
+    from dreamworld.errors import CheckpointError
+
+    agent = make_agent()
+    save_checkpoint(tmp_path / "c.pt", agent.training_state(), kind="dreamer")
+    other = make_agent(**{"dreamer.world_model.deter": "48"})
+    with pytest.raises(CheckpointError, match="does not fit this agent"):
+        other.load_training_state(load_checkpoint(tmp_path / "c.pt", kind="dreamer"))

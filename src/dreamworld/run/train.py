@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dreamworld.algos.dreamer.agent import Dreamer, PolicyState
+from dreamworld.algos.dreamer.agent import CHECKPOINT_KIND, Dreamer, PolicyState
 from dreamworld.config import Config, config_to_dict, save_config
 from dreamworld.data import EPISODE_DIR, EpisodeStore, Replay
 from dreamworld.envs.parallel import VectorEnv
@@ -29,7 +29,7 @@ from dreamworld.run.logger import Logger
 from dreamworld.run.policies import RandomPolicy
 from dreamworld.run.seeding import rng_state, seed_everything, set_rng_state
 
-KIND = "dreamer"
+KIND = CHECKPOINT_KIND
 
 
 @dataclass
@@ -69,11 +69,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def train(config: Config) -> TrainResult:
+def train(config: Config, agent: Dreamer | None = None) -> TrainResult:
     """Trains a Dreamer agent as ``config`` describes, resuming from ``config.logdir`` if possible.
 
     Args:
         config: The resolved configuration.
+        agent: An agent to train in place (built from ``config`` when None). A checkpoint in the run
+            directory overrides its state.
 
     Returns:
         Counters, the checkpoint path and the final evaluation return.
@@ -87,7 +89,8 @@ def train(config: Config) -> TrainResult:
     env = vector_env(config.env)
     eval_env = vector_env(config.env, num_envs=1, parallel="serial")
     with env, eval_env:
-        agent = Dreamer(config.dreamer, env.obs_space, env.act_space, pick_device(config.dreamer.device))
+        if agent is None:
+            agent = Dreamer(config.dreamer, env.obs_space, env.act_space, pick_device(config.dreamer.device))
         loop = _Loop(config, agent, env, eval_env)
         return loop.run()
 

@@ -16,7 +16,8 @@ See ``algos/dreamer/README.md`` for how each paper setting maps to an option.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamworld.config.dreamer import DreamerConfig, OptimConfig
+from dreamworld.errors import CheckpointError, DreamworldError
 from dreamworld.models.actor_critic import Actor, Critic, ReturnNorm
 from dreamworld.models.rssm import State
 from dreamworld.models.world_model import WorldModel
@@ -32,6 +34,11 @@ from dreamworld.nn.dists import Dist
 from dreamworld.nn.functional import lambda_return, trajectory_weights
 from dreamworld.nn.optim import Optimizer
 
+if TYPE_CHECKING:
+    from dreamworld.config import Config
+    from dreamworld.run.train import TrainResult
+
+CHECKPOINT_KIND = "dreamer"
 Metrics = dict[str, float]
 PolicyState = tuple[State, Tensor] | None
 
@@ -121,8 +128,8 @@ class Dreamer(nn.Module):
             "actor": _optimizer(self.actor, actor.opt),
             "critic": _optimizer(self.critic, critic.opt),
         }
-        grad = actor.grad_discrete if self.discrete else actor.grad_continuous
-        self.actor_grad = grad
+        self.actor_grad = actor.grad_discrete if self.discrete else actor.grad_continuous
+        self.run_config: Config | None = None
 
     # ----------------------------------------------------------------------------------------------
     # Training
@@ -403,18 +410,139 @@ class Dreamer(nn.Module):
     # State
 
     def training_state(self) -> dict[str, Any]:
-        """Networks and optimiser states, for checkpoints."""
+        """Networks, optimiser states and the spaces the agent was built for, for checkpoints."""
         return {
             "model": self.state_dict(),
             "optimizers": {name: opt.state_dict() for name, opt in self.opts.items()},
             "config": asdict(self.config),
+            "spaces": {
+                "obs": {key: list(shape) for key, shape in self.shapes.items()},
+                "act": {"discrete": self.discrete, "size": self.actions},
+            },
         }
 
     def load_training_state(self, state: dict[str, Any]) -> None:
-        """Restores :meth:`training_state` output."""
-        self.load_state_dict(state["model"])
-        for name, opt in self.opts.items():
-            opt.load_state_dict(state["optimizers"][name])
+        """Restores :meth:`training_state` output.
+
+        Raises:
+            CheckpointError: The checkpoint was written by an agent of other sizes or options.
+        """
+        try:
+            self.load_state_dict(state["model"])
+            for name, opt in self.opts.items():
+                opt.load_state_dict(state["optimizers"][name])
+        except (RuntimeError, KeyError, ValueError) as error:
+            first = str(error).strip().splitlines()[-1].strip()
+            raise CheckpointError(
+                f"the checkpoint does not fit this agent (other sizes, options or task): {first[:200]}"
+            ) from None
+
+    # ----------------------------------------------------------------------------------------------
+    # The user-facing API: build, learn, act, save, load
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset: str = "dreamerv3",
+        env: str = "gym/CartPole-v1",
+        presets: tuple[str, ...] = (),
+        overrides: dict[str, Any] | None = None,
+        logdir: str = "runs/dreamer",
+    ) -> Dreamer:
+        """Builds an agent from shipped presets for an environment.
+
+        Args:
+            preset: The agent preset: ``dreamerv1``, ``dreamerv2``, ``dreamerv3`` or ``dreamerv3_2024``.
+            env: Environment id (see :func:`dreamworld.envs.make_env`).
+            presets: More presets merged after ``preset`` (suites, model sizes).
+            overrides: Dotted config keys to values, e.g. ``{"dreamer.train_ratio": 256}``.
+            logdir: Run directory used by :meth:`learn`.
+
+        Example:
+            >>> agent = Dreamer.from_preset("dreamerv3", env="gym/CartPole-v1")  # doctest: +SKIP
+            >>> agent.learn(steps=30_000)  # doctest: +SKIP
+            >>> agent.save("cartpole.pt")  # doctest: +SKIP
+        """
+        from dreamworld.config import load_config
+
+        values = {"env.name": env, "logdir": logdir, **(overrides or {})}
+        return cls.from_config(load_config([preset, *presets], overrides=values))
+
+    @classmethod
+    def from_config(cls, config: Config) -> Dreamer:
+        """Builds an agent for the environment a full configuration names."""
+        from dreamworld.run.driver import vector_env
+        from dreamworld.run.train import pick_device
+
+        with vector_env(config.env, num_envs=1, parallel="serial") as env:
+            agent = cls(config.dreamer, env.obs_space, env.act_space, pick_device(config.dreamer.device))
+        agent.run_config = config
+        return agent
+
+    def learn(self, steps: int) -> TrainResult:
+        """Trains in the run's environment until ``steps`` policy steps in total (resuming the run
+        directory if it holds a checkpoint); returns counters and the final evaluation."""
+        from dreamworld.config import config_from_dict, config_to_dict
+        from dreamworld.run.train import train
+
+        values = config_to_dict(self._require_run_config())
+        values["dreamer"]["steps"] = steps
+        self.run_config = config_from_dict(values)
+        return train(self.run_config, agent=self)
+
+    def act(
+        self, obs: dict[str, np.ndarray], state: PolicyState = None, deterministic: bool = False
+    ) -> tuple[np.ndarray, PolicyState]:
+        """Actions for batched observations (see :meth:`policy`); pass the returned state back."""
+        return self.policy(obs, state, mode="mode" if deterministic else "sample")
+
+    def save(self, path: str | Path) -> Path:
+        """Writes the agent (networks, optimisers, configuration) to one checkpoint file."""
+        from dreamworld.config import config_to_dict
+        from dreamworld.run.checkpoint import save_checkpoint
+
+        state = {**self.training_state(), "run_config": config_to_dict(self._require_run_config())}
+        return save_checkpoint(path, state, kind=CHECKPOINT_KIND)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> Dreamer:
+        """Reads an agent written by :meth:`save` or a run's ``checkpoint.pt``; loads on any device.
+
+        Raises:
+            CheckpointError: The file is missing, corrupt, foreign or of another kind.
+        """
+        from dreamworld.config import config_from_dict
+        from dreamworld.run.checkpoint import load_checkpoint
+        from dreamworld.run.train import pick_device
+
+        state = load_checkpoint(path, kind=CHECKPOINT_KIND)
+        config = config_from_dict(state["run_config"])
+        obs_space, act_space = _spaces(state["spaces"])
+        agent = cls(config.dreamer, obs_space, act_space, pick_device(device))
+        agent.load_training_state(state)
+        agent.run_config = config
+        return agent
+
+    def _require_run_config(self) -> Config:
+        if self.run_config is None:
+            raise DreamworldError(
+                "this agent has no run configuration: build it with Dreamer.from_preset or from_config"
+            )
+        return self.run_config
+
+
+def _spaces(spaces: dict[str, Any]) -> tuple[dict[str, gym.spaces.Space], gym.spaces.Space]:
+    """Observation and action spaces from a checkpoint's description of them."""
+    obs: dict[str, gym.spaces.Space] = {}
+    for key, shape in spaces["obs"].items():
+        if key == "image":
+            obs[key] = gym.spaces.Box(0, 255, tuple(shape), np.uint8)
+        else:
+            obs[key] = gym.spaces.Box(-np.inf, np.inf, tuple(shape), np.float32)
+    act = spaces["act"]
+    if act["discrete"]:
+        return obs, gym.spaces.Discrete(act["size"])
+    return obs, gym.spaces.Box(-1.0, 1.0, (act["size"],), np.float32)
 
 
 def _optimizer(module: nn.Module, config: OptimConfig) -> Optimizer:

@@ -1,0 +1,88 @@
+"""Learning curves: evaluation return against environment steps, over seeds, with wall time.
+
+Trains one agent per seed (one after another, or ``--parallel`` at once), then prints the mean and
+spread of ``eval/return`` at every evaluation step and the wall time of each run. Runs land in
+``--outdir`` and resume if interrupted (rerun the same command).
+
+Usage::
+
+    python benchmarks/learning.py --env gym/CartPole-v1 --algo dreamerv3 --preset classic \\
+        --steps 30000 --seeds 0 1 2 -- --dreamer.train_ratio 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def logdir_of(args: argparse.Namespace, seed: int) -> Path:
+    return Path(args.outdir) / f"{args.env.replace('/', '_')}-{args.algo}-seed{seed}"
+
+
+def run_command(args: argparse.Namespace, seed: int, extra: list[str]) -> list[str]:
+    logdir = logdir_of(args, seed)
+    command = [sys.executable, "-m", "dreamworld.cli", "train", "--algo", args.algo, "--env", args.env]
+    command += ["--steps", str(args.steps), "--seed", str(seed), "--logdir", str(logdir)]
+    if args.preset:
+        command += ["--preset", *args.preset]
+    command += ["--dreamer.eval_every", str(args.eval_every), "--log.progress", "false", *extra]
+    return command
+
+
+def curve(logdir: Path) -> list[tuple[int, float]]:
+    points = []
+    for line in (logdir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "eval/return" in record:
+            points.append((int(record["step"]), float(record["eval/return"])))
+    return points
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="gym/CartPole-v1")
+    parser.add_argument("--algo", default="dreamerv3")
+    parser.add_argument("--preset", nargs="*", default=[])
+    parser.add_argument("--steps", type=int, default=30_000)
+    parser.add_argument("--eval-every", type=int, default=2_500)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--parallel", action="store_true", help="run the seeds at the same time")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--outdir", default="runs/learning")
+    parser.add_argument("extra", nargs="*", help="more config overrides, after --")
+    args = parser.parse_args()
+    environ = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OMP_WAIT_POLICY": "PASSIVE"}
+    extra = [*args.extra, "--dreamer.threads", str(args.threads)]
+    started, procs, walls = {}, {}, {}
+    for seed in args.seeds:
+        command = run_command(args, seed, extra)
+        started[seed] = time.perf_counter()
+        procs[seed] = subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL)
+        if not args.parallel:
+            procs[seed].wait()
+            walls[seed] = time.perf_counter() - started[seed]
+    for seed, proc in procs.items():
+        if proc.wait() != 0:
+            raise SystemExit(f"seed {seed} failed: {' '.join(run_command(args, seed, extra))}")
+        walls.setdefault(seed, time.perf_counter() - started[seed])
+    curves = {seed: dict(curve(logdir_of(args, seed))) for seed in args.seeds}
+    steps = sorted(set().union(*curves.values()))
+    print(f"{args.algo} on {args.env}, seeds {args.seeds}, eval/return mean (min..max)")
+    for step in steps:
+        values = [c[step] for c in curves.values() if step in c]
+        spread = f"{min(values):.1f}..{max(values):.1f}"
+        print(f"  step {step:>7}: {np.mean(values):8.1f} ({spread}), n={len(values)}")
+    for seed, wall in walls.items():
+        print(f"  seed {seed}: {wall / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
