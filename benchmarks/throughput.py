@@ -34,6 +34,7 @@ from dreamworld.algos.dreamer.agent import Dreamer
 from dreamworld.config import load_config
 from dreamworld.data import Replay
 from dreamworld.envs import make_env
+from dreamworld.run.system import tune_allocator
 from dreamworld.run.train import pick_device, train
 
 SIZES = {
@@ -160,6 +161,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    tune_allocator()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {pick_device(args.device)}")
     for size in args.sizes:
         row = measure_updates(args, size)

@@ -253,3 +253,24 @@ def test_a_checkpoint_of_another_size_is_a_clear_error(tmp_path):
     other = make_agent(**{"dreamer.world_model.deter": "48"})
     with pytest.raises(CheckpointError, match="does not fit this agent"):
         other.load_training_state(load_checkpoint(tmp_path / "c.pt", kind="dreamer"))
+
+
+def test_sparse_features_give_the_same_heads_and_imagination_as_dense_ones():
+    """The index form of one-hot latents is a faster rewrite: it must compute the same numbers."""
+    agent = make_agent("vector", "discrete")
+    batch = agent.preprocess(fake_batch("vector", "discrete"))
+    _, post, _ = agent.world_model_loss(batch)
+    start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
+    rssm = agent.wm.rssm
+    dense, sparse = rssm.feat(start), rssm.sparse_feat(start)
+    torch.testing.assert_close(agent.critic(sparse).mode(), agent.critic(dense).mode())
+    torch.testing.assert_close(agent.actor(sparse).probs, agent.actor(dense).probs)
+    torch.manual_seed(7)
+    with torch.no_grad():
+        fast, fast_actions = rssm.imagine(agent.actor, start, 5)
+    torch.manual_seed(7)
+    slow, slow_actions = rssm.imagine(agent.actor, start, 5)
+    assert "index" in fast and "stoch" in slow
+    torch.testing.assert_close(fast["deter"], slow["deter"].detach())
+    torch.testing.assert_close(fast["index"], rssm.latent.index(slow["stoch"]))
+    torch.testing.assert_close(fast_actions, slow_actions.detach())

@@ -155,7 +155,7 @@ class DreamerConfig:
     report_every: int = option("updates between open-loop prediction videos; 0 disables", 2_000)
     device: str = option("auto (cuda if available), cpu or cuda[:N]", "auto")
     precision: str = option("float32, or bfloat16 autocast (GPU)", "float32")
-    threads: int = option("torch threads of the learner; 0 takes the cores not used by workers", 0)
+    threads: int = option("torch threads of the learner; 0 keeps torch's default (all cores)", 0)
 
     def __post_init__(self) -> None:
         choice("dreamer.eval_mode", self.eval_mode, ("mode", "sample"))

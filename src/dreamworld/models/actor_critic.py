@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from dreamworld.nn.dists import ActionDist, Dist, Head
+from dreamworld.nn.layers import Features
 
 
 class Actor(nn.Module):
@@ -56,7 +57,7 @@ class Actor(nn.Module):
             max_std=max_std,
         )
 
-    def forward(self, feat: Tensor) -> ActionDist:
+    def forward(self, feat: Features) -> ActionDist:
         return self.head(feat)  # type: ignore[return-value]
 
 
@@ -94,10 +95,10 @@ class Critic(nn.Module):
         self.slow_every = slow_every
         self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
 
-    def forward(self, feat: Tensor) -> Dist:
+    def forward(self, feat: Features) -> Dist:
         return self.net(feat)
 
-    def slow_value(self, feat: Tensor) -> Tensor:
+    def slow_value(self, feat: Features) -> Tensor:
         """The slow critic's prediction, without gradient."""
         with torch.no_grad():
             return self.slow(feat).mode()

@@ -21,6 +21,7 @@ action are replaced by the initial state and a zero action, so no information cr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -28,8 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamworld.nn.dists import ActionDist
-from dreamworld.nn.functional import sample_onehot
-from dreamworld.nn.layers import MLP, Dense, init_uniform_, make_act, make_norm
+from dreamworld.nn.functional import sample_index, sample_onehot
+from dreamworld.nn.layers import MLP, Dense, Features, OneHotFeat, init_uniform_, make_act, make_norm
 from dreamworld.nn.recurrent import BlockGRU, GRUCell
 
 State = dict[str, Tensor]
@@ -44,29 +45,44 @@ class CategoricalLatent:
         self.flat_size = stoch * classes
 
     def stats(self, raw: Tensor) -> State:
-        logits = raw.reshape(*raw.shape[:-1], self.stoch, self.classes)
-        if self.unimix:
-            probs = torch.softmax(logits, -1)
-            logits = torch.log((1 - self.unimix) * probs + self.unimix / self.classes)
-        return {"logits": logits}
+        """Normalised log-probabilities (with the uniform mix) as ``logits``."""
+        if not self.unimix:
+            return {"logits": torch.log_softmax(raw.reshape(*raw.shape[:-1], self.stoch, self.classes), -1)}
+        return {"logits": torch.log(self.probs(raw))}
+
+    def probs(self, raw: Tensor) -> Tensor:
+        """Probabilities ``(..., S, C)`` with the uniform mix, from the raw network output."""
+        probs = torch.softmax(raw.reshape(*raw.shape[:-1], self.stoch, self.classes), -1)
+        return (1 - self.unimix) * probs + self.unimix / self.classes if self.unimix else probs
+
+    def sample_index(self, raw: Tensor) -> Tensor:
+        """Flattened one-hot positions ``(..., S)`` of a sample, without building the one-hot rows."""
+        offsets = torch.arange(self.stoch, device=raw.device) * self.classes
+        return sample_index(self.probs(raw)) + offsets
 
     def sample(self, stats: State) -> Tensor:
-        return sample_onehot(torch.softmax(stats["logits"], -1))
+        return sample_onehot(stats["logits"].exp())
+
+    def index(self, stoch: Tensor) -> Tensor:
+        """Positions of the ones of one-hot samples ``(..., S, C)`` in their flattened form ``(..., S)``."""
+        offsets = torch.arange(self.stoch, device=stoch.device) * self.classes
+        return stoch.argmax(-1) + offsets
 
     def mode(self, stats: State) -> Tensor:
         return F.one_hot(stats["logits"].argmax(-1), self.classes).to(stats["logits"].dtype)
 
     def kl(self, post: State, prior: State) -> Tensor:
         """``KL(post || prior)`` summed over the latents: ``(...)``."""
-        logp, logq = F.log_softmax(post["logits"], -1), F.log_softmax(prior["logits"], -1)
+        logp, logq = post["logits"], prior["logits"]
         return (logp.exp() * (logp - logq)).sum((-2, -1))
 
     def entropy(self, stats: State) -> Tensor:
-        logp = F.log_softmax(stats["logits"], -1)
+        logp = stats["logits"]
         return -(logp.exp() * logp).sum((-2, -1))
 
     def zeros(self, batch: int, device: torch.device) -> State:
-        return {"logits": torch.zeros(batch, self.stoch, self.classes, device=device)}
+        uniform = torch.full((batch, self.stoch, self.classes), -math.log(self.classes), device=device)
+        return {"logits": uniform}
 
     def flat(self, stoch: Tensor) -> Tensor:
         return stoch.reshape(*stoch.shape[:-2], self.flat_size)
@@ -160,7 +176,7 @@ class RSSM(nn.Module):
         self.core_kind = core
         flat = self.latent.flat_size
         if core == "gru":
-            self.img_in = Dense(flat + actions, units, act, norm)
+            self.img_in = Dense(actions + flat, units, act, norm)
             self.gru = GRUCell(units, deter, gru_norm)
         elif core == "block":
             self.block = BlockGRU(flat, actions, deter, units, blocks, act, norm)
@@ -191,6 +207,14 @@ class RSSM(nn.Module):
         """Features for heads: ``[deter, flat(stoch)]``."""
         return torch.cat([state["deter"], self.latent.flat(state["stoch"])], -1)
 
+    def sparse_feat(self, state: State) -> Features:
+        """The same features as :meth:`feat`, with one-hot latents kept as indices.
+
+        Heads compute identical outputs from either form, the sparse one with 32x fewer operations on
+        the latent part; no gradient can reach ``stoch`` through it. Gaussian latents stay dense.
+        """
+        return self._with_stoch(state["deter"], state, sparse=True)
+
     def initial(self, batch: int) -> State:
         """The state before the first observation of an episode."""
         device = self.post_deter.weight.device
@@ -202,10 +226,17 @@ class RSSM(nn.Module):
         stats = self.latent.stats(self.prior_net(deter))
         return {"deter": deter, "stoch": self.latent.mode(stats), **stats}
 
-    def img_step(self, state: State, action: Tensor) -> State:
-        """One step of the prior: ``(state_{t-1}, action_{t-1}) -> state_t``."""
-        deter = self._core(state, action)
-        stats = self.latent.stats(self.prior_net(deter))
+    def img_step(self, state: State, action: Tensor, sparse: bool = False) -> State:
+        """One step of the prior: ``(state_{t-1}, action_{t-1}) -> state_t``.
+
+        ``sparse`` feeds one-hot latents as indices (exact, without gradient to them).
+        """
+        deter = self._core(state, action, sparse)
+        raw = self.prior_net(deter)
+        if sparse and isinstance(self.latent, CategoricalLatent):
+            # Imagination without gradients keeps only what later steps read: no one-hot rows.
+            return {"deter": deter, "index": self.latent.sample_index(raw)}
+        stats = self.latent.stats(raw)
         return {"deter": deter, "stoch": self.latent.sample(stats), **stats}
 
     def observe(
@@ -270,7 +301,7 @@ class RSSM(nn.Module):
         return {"deter": deter, "stoch": stoch, **stats}
 
     def imagine(
-        self, policy: Callable[[Tensor], ActionDist], start: State, horizon: int
+        self, policy: Callable[[Features], ActionDist], start: State, horizon: int
     ) -> tuple[State, Tensor]:
         """Rolls the prior forward from ``start`` with actions sampled from ``policy(feat)``.
 
@@ -283,12 +314,17 @@ class RSSM(nn.Module):
             States ``(N, H + 1, ...)`` including the start, and the actions ``(N, H + 1, A)`` taken in
             each of them (the last is sampled but leads nowhere).
         """
+        # Without gradients the one-hot latents can enter every layer as indices (same results).
+        sparse = not torch.is_grad_enabled()
+        feat = self.sparse_feat if sparse else lambda state: self.feat(state).detach()
+        if sparse and isinstance(self.latent, CategoricalLatent):
+            start = {"deter": start["deter"], "index": self.latent.index(start["stoch"])}
         states, actions = [start], []
         for _ in range(horizon):
-            action = policy(self.feat(states[-1]).detach()).sample()
+            action = policy(feat(states[-1])).sample()
             actions.append(action)
-            states.append(self.img_step(states[-1], action))
-        actions.append(policy(self.feat(states[-1]).detach()).sample())
+            states.append(self.img_step(states[-1], action, sparse))
+        actions.append(policy(feat(states[-1])).sample())
         keys = states[-1].keys()
         traj = {key: torch.stack([s[key] for s in states], 1) for key in keys}
         return traj, torch.stack(actions, 1)
@@ -297,11 +333,22 @@ class RSSM(nn.Module):
         """``KL(post || prior)`` per step, summed over the latents."""
         return self.latent.kl(post, prior)
 
-    def _core(self, state: State, action: Tensor) -> Tensor:
-        flat = self.latent.flat(state["stoch"])
+    def _core(self, state: State, action: Tensor, sparse: bool = False) -> Tensor:
         if self.core_kind == "block":
-            return self.block(state["deter"], flat, action)
-        return self.gru(state["deter"], self.img_in(torch.cat([flat, action], -1)))
+            return self.block(state["deter"], self._with_stoch(None, state, sparse), action)
+        return self.gru(state["deter"], self.img_in(self._with_stoch(action, state, sparse)))
+
+    def _with_stoch(self, dense: Tensor | None, state: State, sparse: bool) -> Features:
+        """``[dense, flat(stoch)]``, as :class:`OneHotFeat` when ``sparse`` and the latents are one-hot.
+
+        A state from sparse imagination holds ``index`` (the one-hot positions) instead of ``stoch``.
+        """
+        if sparse and isinstance(self.latent, CategoricalLatent):
+            index = state["index"] if "index" in state else self.latent.index(state["stoch"])
+            empty = index.new_zeros((*index.shape[:-1], 0), dtype=torch.float32)
+            return OneHotFeat(empty if dense is None else dense, index)
+        flat = self.latent.flat(state["stoch"])
+        return flat if dense is None else torch.cat([dense, flat], -1)
 
 
 def _mask(value: Tensor, keep: Tensor) -> Tensor:

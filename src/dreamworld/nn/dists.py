@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
 from dreamworld.nn.functional import sample_onehot, symexp, symlog, symlog_bins, twohot_indices, twohot_mean
-from dreamworld.nn.layers import MLP, init_uniform_
+from dreamworld.nn.layers import MLP, Features, init_uniform_
 
 
 class Dist(Protocol):
@@ -277,5 +277,5 @@ class Head(nn.Module):
         self.mlp = MLP(inp, units, layers, act, norm)
         self.out = init_uniform_(nn.Linear(self.mlp.out_dim, self.strategy.size), self.strategy.outscale)
 
-    def forward(self, feat: Tensor) -> Dist:
+    def forward(self, feat: Features) -> Dist:
         return self.strategy.build(self.out(self.mlp(feat)))

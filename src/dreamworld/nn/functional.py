@@ -164,8 +164,13 @@ def sample_onehot(probs: Tensor) -> Tensor:
         >>> sample.tolist()
         [[0.0, 1.0, 0.0]]
     """
-    cdf = probs.cumsum(-1)
-    uniform = torch.rand_like(cdf[..., :1]) * cdf[..., -1:]
-    index = (cdf <= uniform).sum(-1).clamp(max=probs.shape[-1] - 1)
+    index = sample_index(probs.detach())
     hard = torch.nn.functional.one_hot(index, probs.shape[-1]).to(probs.dtype)
     return hard + (probs - probs.detach())  # exactly the one-hot values, gradients of probs
+
+
+def sample_index(probs: Tensor) -> Tensor:
+    """Class indices ``(...)`` drawn from categoricals ``(..., K)`` by inverting their CDFs."""
+    cdf = probs.cumsum(-1)
+    uniform = torch.rand_like(cdf[..., :1]) * cdf[..., -1:]
+    return (cdf <= uniform).sum(-1).clamp(max=probs.shape[-1] - 1)

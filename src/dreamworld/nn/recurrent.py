@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from dreamworld.nn.layers import Dense, make_act, make_norm
+from dreamworld.nn.layers import Dense, Features, make_act, make_norm
 
 
 class GRUCell(nn.Module):
@@ -107,7 +107,7 @@ class BlockGRU(nn.Module):
         self.gates = BlockLinear(deter if layers else width * blocks, 3 * deter, blocks)
         self.update_bias = update_bias
 
-    def forward(self, deter: Tensor, stoch: Tensor, action: Tensor) -> Tensor:
+    def forward(self, deter: Tensor, stoch: Features, action: Tensor) -> Tensor:
         lead, g = deter.shape[:-1], self.blocks
         shared = torch.cat([net(x) for net, x in zip(self.inputs, (deter, stoch, action), strict=True)], -1)
         grouped = deter.reshape(*lead, g, -1)

@@ -28,6 +28,7 @@ from dreamworld.run.driver import Driver, vector_env
 from dreamworld.run.logger import Logger
 from dreamworld.run.policies import RandomPolicy
 from dreamworld.run.seeding import rng_state, seed_everything, set_rng_state
+from dreamworld.run.system import tune_allocator
 
 KIND = CHECKPOINT_KIND
 
@@ -84,6 +85,7 @@ def train(config: Config, agent: Dreamer | None = None) -> TrainResult:
     logdir.mkdir(parents=True, exist_ok=True)
     save_config(config, logdir)
     seed_everything(config.seed)
+    tune_allocator()
     if config.dreamer.threads:
         torch.set_num_threads(config.dreamer.threads)
     env = vector_env(config.env)

@@ -32,6 +32,7 @@ from dreamworld.models.rssm import State
 from dreamworld.models.world_model import WorldModel
 from dreamworld.nn.dists import Dist
 from dreamworld.nn.functional import lambda_return, trajectory_weights
+from dreamworld.nn.layers import Features
 from dreamworld.nn.optim import Optimizer
 
 if TYPE_CHECKING:
@@ -217,24 +218,26 @@ class Dreamer(nn.Module):
         outputs, so no feature tensor is copied.
         """
         config = self.config
-        feat = self.wm.rssm.feat(traj)
+        # Heads that need no gradient into the states read the latents as indices (same values).
+        sparse = self.wm.rssm.sparse_feat(_detach(traj))
         dynamics = self.actor_grad != "reinforce"
+        feat = self.wm.rssm.feat(traj) if dynamics else sparse
         with torch.set_grad_enabled(dynamics):
             reward = self.wm.reward(feat).mode()
             cont = self.wm.cont(feat).mode() if self.wm.cont is not None else torch.ones_like(reward)
         # The start state is real: its continuation is known rather than predicted.
         cont = torch.cat([start_cont[:, None], cont[:, 1:]], 1)
-        critic = self.critic(feat.detach())
+        critic = self.critic(sparse)
         if config.critic.slow_target:
-            value = self.critic.slow_value(feat)
+            value = self.critic.slow_value(sparse)
         elif dynamics:
             value = self.critic(feat).mode()  # a path from the returns back into the imagined states
         else:
             value = critic.mode().detach()
         returns = lambda_return(reward, cont, value, config.discount, config.return_lambda)
         weights = trajectory_weights(cont, config.discount)[:, :-1]
-        actor_loss, metrics = self.actor_loss(feat.detach(), actions, returns, value, weights)
-        critic_loss, critic_metrics = self.critic_loss(critic, feat.detach(), returns, weights)
+        actor_loss, metrics = self.actor_loss(sparse, actions, returns, value, weights)
+        critic_loss, critic_metrics = self.critic_loss(critic, sparse, returns, weights)
         if config.critic.replay_scale:
             replay_loss = self.replay_value_loss(post, batch, returns[:, 0])
             critic_loss = critic_loss + config.critic.replay_scale * replay_loss
@@ -246,7 +249,7 @@ class Dreamer(nn.Module):
         return actor_loss, critic_loss, metrics
 
     def actor_loss(
-        self, feat: Tensor, actions: Tensor, returns: Tensor, value: Tensor, weights: Tensor
+        self, feat: Features, actions: Tensor, returns: Tensor, value: Tensor, weights: Tensor
     ) -> tuple[Tensor, Metrics]:
         """The actor objective: normalised advantages by dynamics or REINFORCE, plus entropy.
 
@@ -284,7 +287,7 @@ class Dreamer(nn.Module):
         return loss, metrics
 
     def critic_loss(
-        self, dist: Dist, feat: Tensor, returns: Tensor, weights: Tensor
+        self, dist: Dist, feat: Features, returns: Tensor, weights: Tensor
     ) -> tuple[Tensor, Metrics]:
         """Regression onto the returns, plus the regulariser toward the slow critic (V3).
 
