@@ -36,8 +36,8 @@ $(VENV)/.system-deps: scripts/system-deps.sh | $(PY)
 	@touch $@
 
 run: setup
-	$(VENV)/bin/dreamworld collect --preset carracing --episodes 4 --workers 2 \
-		--env.time_limit 300 --logdir runs/carracing-collect
+	$(VENV)/bin/dreamworld train --algo dreamerv3 --preset classic --env gym/CartPole-v1 \
+		--steps 8000 --logdir runs/cartpole-dreamerv3
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)

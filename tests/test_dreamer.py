@@ -274,3 +274,10 @@ def test_sparse_features_give_the_same_heads_and_imagination_as_dense_ones():
     torch.testing.assert_close(fast["deter"], slow["deter"].detach())
     torch.testing.assert_close(fast["index"], rssm.latent.index(slow["stoch"]))
     torch.testing.assert_close(fast_actions, slow_actions.detach())
+
+
+def test_open_loop_video_shows_context_then_45_imagined_frames():
+    agent = make_agent("image", "discrete")
+    video = agent.open_loop(fake_batch("image", "discrete", batch=3, steps=60))
+    assert video.shape == (50, 3 * 16, 3 * 16, 3) and video.dtype == np.uint8
+    assert make_agent("vector", "discrete").open_loop(fake_batch("vector", "discrete")) is None

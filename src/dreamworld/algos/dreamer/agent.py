@@ -378,9 +378,11 @@ class Dreamer(nn.Module):
     # Reports
 
     @torch.no_grad()
-    def open_loop(self, data: dict[str, np.ndarray], context: int = 5, videos: int = 4) -> np.ndarray | None:
+    def open_loop(
+        self, data: dict[str, np.ndarray], context: int = 5, horizon: int = 45, videos: int = 4
+    ) -> np.ndarray | None:
         """Truth, model and error side by side: the model sees ``context`` frames, then imagines the
-        rest of the window under the replayed actions.
+        next ``horizon`` (or the rest of the window) under the replayed actions.
 
         Returns:
             A video ``(T, H, 3 * W, C)`` uint8 stacking ``videos`` sequences vertically, or None for
@@ -388,7 +390,8 @@ class Dreamer(nn.Module):
         """
         if "image" not in self.shapes:
             return None
-        batch = self.preprocess({key: value[:videos] for key, value in data.items()})
+        steps = context + horizon
+        batch = self.preprocess({key: value[:videos, :steps] for key, value in data.items()})
         rssm = self.wm.rssm
         embed = self.wm.encoder(batch)
         post, _ = rssm.observe(
