@@ -21,6 +21,7 @@ import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +67,8 @@ class EpisodeStore:
         path = self.directory / name
         tmp = self.directory / f".{name}.tmp"
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **{key: np.asarray(value) for key, value in episode.items()})
+        arrays: dict[str, Any] = {key: np.asarray(value) for key, value in episode.items()}
+        np.savez_compressed(buffer, **arrays)
         try:
             with open(tmp, "wb") as file:
                 file.write(buffer.getbuffer())

@@ -68,6 +68,9 @@ class EnvOptions:
         Raises:
             EnvError: Naming the first ignored option.
         """
+        if self.kwargs and "kwargs" not in used:
+            keys = ", ".join(sorted(self.kwargs))
+            raise EnvError(f"environment '{name}' does not accept extra keyword arguments ({keys})")
         default = EnvOptions()
         for option in SUITE_OPTIONS:
             if option not in used and getattr(self, option) != getattr(default, option):

@@ -126,6 +126,8 @@ class VectorEnv:
             The observations, batched along a leading axis of ``num_envs``.
         """
         self._check_open()
+        if len(actions) != self.num_envs:  # checked before sending: the pipes must stay in step
+            raise ValueError(f"{len(actions)} actions for {self.num_envs} environments")
         for worker, action in zip(self._workers, actions, strict=True):
             worker.send("step", action)
         return _stack(self._gather())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -58,7 +59,7 @@ class Actor(nn.Module):
         )
 
     def forward(self, feat: Features) -> ActionDist:
-        return self.head(feat)  # type: ignore[return-value]
+        return cast(ActionDist, self.head(feat))
 
 
 class Critic(nn.Module):
@@ -75,6 +76,8 @@ class Critic(nn.Module):
         slow_fraction: How far the slow copy moves toward the critic at each update (1: a copy).
         slow_every: Updates between moves of the slow copy.
     """
+
+    updates: Tensor
 
     def __init__(
         self,
@@ -119,6 +122,9 @@ class ReturnNorm(nn.Module):
     Dividing advantages by this range (never by less than ``limit``) keeps the entropy bonus meaningful
     for both dense large rewards and sparse small ones.
     """
+
+    low: Tensor
+    high: Tensor
 
     def __init__(self, decay: float = 0.99, low: float = 5.0, high: float = 95.0, limit: float = 1.0) -> None:
         super().__init__()

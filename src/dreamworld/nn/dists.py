@@ -156,7 +156,7 @@ class BoundedNormal:
     def __init__(self, raw: Tensor, min_std: float, max_std: float) -> None:
         mean, std = raw.chunk(2, -1)
         std = (max_std - min_std) * torch.sigmoid(std + 2.0) + min_std
-        self.dist = Normal(torch.tanh(mean), std)
+        self.dist: Normal | TransformedDistribution = Normal(torch.tanh(mean), std)
 
     def mode(self) -> Tensor:
         return self.dist.mean
@@ -181,11 +181,12 @@ class TanhNormal(BoundedNormal):
         mean, std = raw.chunk(2, -1)
         mean = mean_scale * torch.tanh(mean / mean_scale)
         std = F.softplus(std + math.log(math.expm1(init_std))) + min_std
-        self.dist = TransformedDistribution(Normal(mean, std), TanhTransform(cache_size=1))
+        self.base = Normal(mean, std)
+        self.dist = TransformedDistribution(self.base, TanhTransform(cache_size=1))
 
     def mode(self) -> Tensor:
         # The tanh of the Normal's mean; the true mode of the squashed density has no closed form.
-        return torch.tanh(self.dist.base_dist.mean)
+        return torch.tanh(self.base.mean)
 
     def log_prob(self, value: Tensor) -> Tensor:
         return self.dist.log_prob(value.clamp(-0.999999, 0.999999)).sum(-1)

@@ -55,11 +55,11 @@ class OneHotFeat(NamedTuple):
 
     Attributes:
         dense: ``(..., D)`` the dense part.
-        index: ``(..., S)`` int64 positions of the ones within the flattened one-hot part.
+        positions: ``(..., S)`` int64 positions of the ones within the flattened one-hot part.
     """
 
     dense: Tensor
-    index: Tensor
+    positions: Tensor
 
 
 Features = Tensor | OneHotFeat
@@ -76,12 +76,12 @@ class FeatLinear(nn.Linear):
         True
     """
 
-    def forward(self, x: Features) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Features) -> Tensor:
         if isinstance(x, Tensor):
             return super().forward(x)
         width = x.dense.shape[-1]
         out = F.linear(x.dense, self.weight[:, :width], self.bias)
-        index = x.index.reshape(-1, x.index.shape[-1])
+        index = x.positions.reshape(-1, x.positions.shape[-1])
         hot = F.embedding_bag(index, self.weight[:, width:].t().contiguous(), mode="sum")
         return out + hot.reshape(*out.shape[:-1], -1)
 

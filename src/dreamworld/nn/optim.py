@@ -90,7 +90,7 @@ class Optimizer:
         weight_decay: float = 0.0,
         warmup: int = 0,
     ) -> None:
-        self.params = [p for p in module.parameters() if p.requires_grad]
+        self.params: list[Tensor] = [p for p in module.parameters() if p.requires_grad]
         self.clip, self.agc, self.weight_decay = clip, agc, weight_decay
         if name == "adam":
             self.opt: torch.optim.Optimizer = torch.optim.Adam(self.params, lr=lr, eps=eps)

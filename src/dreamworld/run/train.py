@@ -183,14 +183,14 @@ class _Loop:
         returns: list[float] = []
         frames: list[np.ndarray] = []
         driver = Driver(self.eval_env, seed=self.config.seed + 1_000_003 + self.counters.steps)
-        state: list[PolicyState] = [None]
+        latent: list[PolicyState] = [None]
 
-        def act(obs: dict[str, np.ndarray], _: Any) -> tuple[np.ndarray, Any]:
+        def act(obs: dict[str, np.ndarray], state: Any) -> tuple[np.ndarray, Any]:
             if not returns:
                 frame = obs["image"][0] if "image" in obs else self.eval_env.render(0)
                 if frame is not None:
                     frames.append(frame)
-            action, state[0] = self.agent.policy(obs, state[0], mode=dreamer.eval_mode)
+            action, latent[0] = self.agent.policy(obs, latent[0], mode=dreamer.eval_mode)
             return action, None
 
         driver.on_episode(lambda episode, index: returns.append(float(episode["reward"].sum())))

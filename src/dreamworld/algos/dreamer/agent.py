@@ -64,8 +64,14 @@ class Dreamer(nn.Module):
         super().__init__()
         self.config = config
         self.discrete = isinstance(act_space, gym.spaces.Discrete)
-        self.actions = int(act_space.n) if self.discrete else int(np.prod(act_space.shape))
-        self.shapes = {key: tuple(obs_space[key].shape) for key in ("image", "vector") if key in obs_space}
+        if isinstance(act_space, gym.spaces.Discrete):
+            self.actions = int(act_space.n)
+        else:
+            assert isinstance(act_space, gym.spaces.Box), f"unsupported action space {act_space}"
+            self.actions = int(np.prod(act_space.shape))
+        self.shapes: dict[str, tuple[int, ...]] = {
+            key: tuple(obs_space[key].shape or ()) for key in ("image", "vector") if key in obs_space
+        }
         wm = config.world_model
         self.wm = WorldModel(
             self.shapes,
@@ -155,7 +161,9 @@ class Dreamer(nn.Module):
 
         Every window starts from the initial state: its first step is marked ``is_first``.
         """
-        batch = {key: torch.as_tensor(data[key], device=self.device) for key in self.shapes}
+        batch: dict[str, Tensor] = {
+            key: torch.as_tensor(data[key], device=self.device) for key in self.shapes
+        }
         if "vector" in batch:
             batch["vector"] = batch["vector"].float()
         action = torch.as_tensor(data["action"], device=self.device)
