@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--outdir", default="runs/learning")
     parser.add_argument("extra", nargs="*", help="more config overrides, after --")
     args = parser.parse_args()
-    environ = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OMP_WAIT_POLICY": "PASSIVE"}
+    environ = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     extra = [*args.extra, "--dreamer.threads", str(args.threads)]
     started, procs, walls = {}, {}, {}
     for seed in args.seeds:

@@ -19,12 +19,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import tempfile
 import time
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import torch

@@ -244,9 +244,7 @@ def test_bad_files_are_one_line_checkpoint_errors(tmp_path, case, message):
     with pytest.raises(CheckpointError) as error:
         load_checkpoint(path, kind="dreamer")
     assert message in str(error.value) and "\n" not in str(error.value)
-    chained = error.value.__cause__ or (
-        not error.value.__suppress_context__ and error.value.__context__
-    )
+    chained = error.value.__cause__ or (not error.value.__suppress_context__ and error.value.__context__)
     assert not chained, "a CheckpointError carries no traceback of the failure inside torch"
 
 

@@ -181,6 +181,7 @@ def test_unknown_id_suggests_the_closest(name: str, suggestion: str) -> None:
     [
         ("gym/CartPole-v1", {"obs": "pixels"}, "obs must be one of"),
         ("gym/CartPole-v1", {"camera": 1}, "does not accept the option 'camera'"),
+        ("dmc/walker-walk", {"flat": True}, r"does not accept extra keyword arguments \(flat\)"),
         ("gym/CartPole-v1", {"size": 0}, "size must be a positive integer"),
         ("dmc/walker-walk", {"camera": 7}, "cameras -1..1"),
         ("atari/pong", {"obs": "vector"}, "image observations only"),

@@ -146,9 +146,7 @@ with Logger(sys.argv[1], total_steps=10_000) as logger:
 
 
 def test_progress_in_a_pipe_is_a_few_plain_lines(tmp_path):
-    env = {
-        key: value for key, value in os.environ.items() if "FORCE" not in key and "TTY" not in key
-    }
+    env = {key: value for key, value in os.environ.items() if "FORCE" not in key and "TTY" not in key}
     env["PYTHONPATH"] = os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])
     done = subprocess.run(
         [sys.executable, "-c", PROGRESS_SCRIPT, str(tmp_path)],
@@ -181,9 +179,7 @@ def test_full_disk_is_a_storage_error_and_keeps_what_was_written(tmp_path):
         logger.scalar("train/loss", 0.1)
         with pytest.raises(StorageError) as error:
             logger.write(5)
-    assert str(error.value) == (
-        f"could not write {tmp_path / METRICS_FILE}: No space left on device"
-    )
+    assert str(error.value) == (f"could not write {tmp_path / METRICS_FILE}: No space left on device")
     assert read_jsonl(tmp_path / SCORES_FILE) == [{"step": 5, "score": 1.0, "length": 5}]
 
 

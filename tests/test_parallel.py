@@ -67,6 +67,9 @@ def test_worker_error_is_one_line_naming_worker_and_env() -> None:
             envs.step(np.array([0, 5]))  # 5 is no CartPole action: the environment asserts
         assert "\n" not in str(info.value)
         envs.step(np.array([0, 1]))  # the pipes stay in step after an error
+        with pytest.raises(ValueError, match="3 actions for 2"):
+            envs.step(np.array([0, 1, 0]))
+        assert envs.step(np.array([0, 1]))["vector"].shape == (2, 4)
 
 
 def test_worker_that_fails_to_start_reraises_the_dreamworld_error() -> None:

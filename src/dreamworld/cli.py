@@ -8,7 +8,6 @@ dotted overrides such as ``--replay.capacity 1e6``. Errors the user can fix prin
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -28,9 +27,6 @@ EXAMPLES = """examples:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
-    # The learner's OpenMP threads must sleep, not spin, while environment workers hold the cores
-    # (ENVIRONMENTS.md: a 50x slowdown otherwise). It only takes effect before torch is imported.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
     if not getattr(args, "command", None):

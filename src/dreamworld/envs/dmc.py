@@ -93,7 +93,7 @@ class DMCSimulator:
             self.obs_space["vector"] = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
         fast_rendering(physics.model, options.size)
         # One camera for the whole run: physics.render() builds a new one (and its MjvScene)
-        # per call, which costs a third of the frame time at 64x64 (docs/benchmarks.md).
+        # per call, which halves the frame rate at 64x64 (docs/benchmarks.md).
         self._camera = mujoco.Camera(physics, options.size, options.size, camera)
         self._step: Any = None
 

@@ -2,9 +2,13 @@
 
 Worker processes are started with ``spawn`` (safe beside torch threads and CUDA), so factories must
 be picklable: :func:`dreamworld.envs.make_vector_env` passes ``functools.partial(make_env, ...)``.
-Each worker runs with one OpenMP/BLAS thread and passive waiting: on a small machine, threads
-that spin-wait beside busy workers slow a learner down by orders of magnitude
-(docs/benchmarks.md, "learner beside workers").
+Each worker runs with one OpenMP/BLAS thread and passive waiting, so that no thread pool of a
+worker spins on the cores a learner needs. The learner has to limit its own threads as well: on 2
+cores, a torch update with its default 2 threads ran ~4x slower beside two busy workers, with 1
+thread it hardly slowed down (docs/benchmarks.md, "learner beside workers").
+
+Stepping is in lockstep: actions go to every worker before any reply is read, so the workers step
+at the same time, and the slowest one sets the pace.
 """
 
 from __future__ import annotations

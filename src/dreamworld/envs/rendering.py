@@ -30,10 +30,10 @@ def fast_rendering(model: Any, size: int) -> None:
     """Sets up a MuJoCo model for fast software rendering of ``size x size`` frames.
 
     Must run before the model's first render, which creates the rendering context from these
-    settings. Shadows and multisampling dominate software rendering (walker at 64x64: ~40 -> ~300
-    frames/s) and are invisible at agent resolutions. The offscreen framebuffer (640x480 by
-    default) is shrunk to the frame size: with the large one, two processes rendering at once
-    each ran at half speed on a 2-core machine (docs/benchmarks.md).
+    settings. Shadows and multisampling dominate software rendering (walker at 64x64: ~40 -> ~170
+    frames/s through ``physics.render``) and are invisible at agent resolutions. The offscreen
+    framebuffer (640x480 by default) is shrunk to the frame size, which rendered 5-40% faster in
+    our measurements (docs/benchmarks.md).
 
     Args:
         model: A ``mujoco.MjModel`` (or dm_control's wrapper of one).
