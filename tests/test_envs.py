@@ -279,3 +279,14 @@ def test_importing_envs_imports_no_torch_and_no_simulator() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environ
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_pygame_rendering_gets_a_runtime_directory(monkeypatch):
+    """SDL prints an error on every render without XDG_RUNTIME_DIR; make_env provides one."""
+    import os
+
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    env = make_env("gym/CartPole-v1", obs="image", size=16)
+    env.reset(seed=0)
+    assert os.path.isdir(os.environ["XDG_RUNTIME_DIR"])
+    env.close()

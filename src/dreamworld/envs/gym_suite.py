@@ -15,7 +15,7 @@ import numpy as np
 
 from dreamworld.envs.base import Env
 from dreamworld.envs.options import EnvOptions, unknown_id
-from dreamworld.envs.rendering import configure_mujoco_gl, fast_rendering
+from dreamworld.envs.rendering import configure_mujoco_gl, configure_sdl, fast_rendering
 from dreamworld.envs.wrappers import SimulatorEnv, resize_image
 from dreamworld.errors import EnvError, MissingDependencyError
 
@@ -56,6 +56,7 @@ def make_gym(spec: gym.envs.registration.EnvSpec, options: EnvOptions, name: str
         The Gymnasium environment.
     """
     configure_mujoco_gl()
+    configure_sdl()
     kwargs = {**kwargs, **options.kwargs}
     try:
         if "render_mode" not in kwargs and "rgb_array" in _render_modes(spec):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import tempfile
 from typing import Any
 
 
@@ -24,6 +25,19 @@ def configure_mujoco_gl() -> str:
     if "MUJOCO_GL" not in os.environ:
         os.environ["MUJOCO_GL"] = "egl" if _loadable("libEGL.so.1") else "osmesa"
     return os.environ["MUJOCO_GL"]
+
+
+def configure_sdl() -> None:
+    """Gives SDL (pygame's renderer for Box2D and classic control) a runtime directory.
+
+    Without ``XDG_RUNTIME_DIR`` SDL prints an error line on every render context it opens, although
+    offscreen rendering works. A private folder under the temporary directory is used when the
+    variable is unset; ``SDL_VIDEODRIVER`` is left alone (highway-env renders zeros with ``dummy``).
+    """
+    if "XDG_RUNTIME_DIR" not in os.environ:
+        folder = os.path.join(tempfile.gettempdir(), f"dreamworld-runtime-{os.getuid()}")
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = folder
 
 
 def fast_rendering(model: Any, size: int) -> None:
