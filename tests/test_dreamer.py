@@ -281,3 +281,9 @@ def test_open_loop_video_shows_context_then_45_imagined_frames():
     video = agent.open_loop(fake_batch("image", "discrete", batch=3, steps=60))
     assert video.shape == (50, 3 * 16, 3 * 16, 3) and video.dtype == np.uint8
     assert make_agent("vector", "discrete").open_loop(fake_batch("vector", "discrete")) is None
+
+
+def test_bfloat16_autocast_trains_with_finite_losses():
+    agent = make_agent("image", "discrete", "dreamerv3", **{"dreamer.precision": "bfloat16"})
+    metrics = agent.train_step(fake_batch("image", "discrete"))
+    assert all(np.isfinite(v) for v in metrics.values()), metrics

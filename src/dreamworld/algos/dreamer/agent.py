@@ -144,17 +144,25 @@ class Dreamer(nn.Module):
     def train_step(self, data: dict[str, np.ndarray]) -> Metrics:
         """One update of world model, actor and critic on a replayed ``(B, T)`` batch."""
         batch = self.preprocess(data)
-        wm_loss, post, metrics = self.world_model_loss(batch)
+        with self._autocast():
+            wm_loss, post, metrics = self.world_model_loss(batch)
         metrics["wm/grad_norm"] = self.opts["wm"].step(wm_loss)
         start = {key: value.detach().flatten(0, 1) for key, value in post.items()}
         start_cont = batch["cont"].flatten(0, 1)
-        traj, actions = self.imagine(start)
-        actor_loss, critic_loss, behaviour = self.behaviour_losses(traj, actions, start_cont, batch, post)
+        with self._autocast():
+            traj, actions = self.imagine(start)
+            actor_loss, critic_loss, behaviour = self.behaviour_losses(traj, actions, start_cont, batch, post)
         metrics.update(behaviour)
         metrics["actor/grad_norm"] = self.opts["actor"].step(actor_loss)
         metrics["critic/grad_norm"] = self.opts["critic"].step(critic_loss)
         self.critic.update_slow()
         return metrics
+
+    def _autocast(self) -> torch.autocast:
+        """bfloat16 matrix products when ``precision`` asks for them (weights and optimisers stay
+        float32)."""
+        enabled = self.config.precision == "bfloat16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def preprocess(self, data: dict[str, np.ndarray]) -> dict[str, Tensor]:
         """Moves a replayed batch to the device in the model's layout.
