@@ -56,6 +56,8 @@ format: setup
 
 bench: setup
 	$(PY) benchmarks/envs.py
+	$(PY) benchmarks/throughput.py --sizes small --threads 1
+	$(PY) benchmarks/throughput.py --sizes small --threads 2
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache
