@@ -37,7 +37,7 @@ $(VENV)/.system-deps: scripts/system-deps.sh | $(PY)
 
 run: setup
 	$(VENV)/bin/dreamworld train --algo dreamerv3 --preset classic --env gym/CartPole-v1 \
-		--steps 8000 --logdir runs/cartpole-dreamerv3
+		--steps 6000 --logdir runs/cartpole-dreamerv3
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
