@@ -290,3 +290,47 @@ def test_pygame_rendering_gets_a_runtime_directory(monkeypatch):
     env.reset(seed=0)
     assert os.path.isdir(os.environ["XDG_RUNTIME_DIR"])
     env.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("gym/CartPole-v1", {}),
+        ("gym/Pendulum-v1", {"time_limit": 30}),
+        ("gym/InvertedPendulum-v5", {}),
+        ("dmc/cartpole-swingup", {"time_limit": 40}),
+        ("dmc/reacher-easy", {"obs": "both", "size": 16, "time_limit": 40}),
+    ],
+)
+def test_snapshot_continues_the_episode_exactly(name: str, options: dict[str, Any]) -> None:
+    """A fresh environment given a snapshot steps on as the original, across the next reset."""
+    from dreamworld.envs import make_vector_env
+
+    rng = np.random.default_rng(0)
+    with make_vector_env(name, 2, parallel="serial", **options) as original:
+        act_space = original.act_space
+        sample = (
+            (lambda: rng.integers(0, act_space.n, 2))
+            if isinstance(act_space, gym.spaces.Discrete)
+            else (lambda: rng.uniform(-1, 1, (2, *act_space.shape)).astype(np.float32))
+        )
+        original.reset(seed=3)
+        for _ in range(25):
+            original.step(sample())
+        states = original.get_states()
+        assert states is not None
+        with make_vector_env(name, 2, parallel="process", **options) as copy:
+            copy.set_states(states)
+            for _ in range(60):  # past the end of the episode: the reset draws the same start
+                action = sample()
+                expected, got = original.step(action), copy.step(action)
+                for key in expected:
+                    np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+
+
+def test_box2d_has_no_snapshot() -> None:
+    from dreamworld.envs import make_vector_env
+
+    with make_vector_env("carracing", 1, parallel="serial") as env:
+        env.reset(seed=0)
+        assert env.get_states() is None

@@ -142,3 +142,49 @@ def test_restore_reads_only_the_newest_episodes_that_fit(tmp_path):
     assert replay.restore(store) == 30  # episodes 2, 3, 4: the fewest newest that fill 25 steps
     ids = set(replay.sample(500)["vector"][..., 0].ravel().astype(int).tolist())
     assert ids <= {2, 3, 4} and 4 in ids
+
+
+def test_save_and_load_restore_every_slot_and_the_sampler(tmp_path):
+    from dreamworld.data.replay import CHUNK
+
+    replay = Replay(capacity=3 * CHUNK, length=8, seed=1)
+    fill_streams(replay, [[700, 900, 400], [1500, 1200]])  # wraps around the ring
+    manifest = replay.save(tmp_path)
+    copy = Replay(capacity=3 * CHUNK, length=8, seed=99)
+    copy.load(tmp_path, manifest)
+    for name in ("stream", "seq", "next", "last", "count"):
+        np.testing.assert_array_equal(getattr(copy, name), getattr(replay, name), err_msg=name)
+    assert (copy.pos, copy.size, copy.total) == (replay.pos, replay.size, replay.total)
+    a, b = replay.sample(16), copy.sample(16)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_saves_write_only_changed_chunks_and_prune_old_files(tmp_path):
+    from dreamworld.data.replay import CHUNK
+
+    replay = Replay(capacity=4 * CHUNK, length=4)
+    fill_streams(replay, [[CHUNK + 10]])
+    first = replay.save(tmp_path)
+    replay.prune(tmp_path, first)
+    assert sorted(first["files"]) == [0, 1]
+    fill_streams(replay, [[20]])  # new steps land in chunk 1 only
+    second = replay.save(tmp_path)
+    assert second["files"][0] == first["files"][0] and second["files"][1] != first["files"][1]
+    # Until the checkpoint holding ``second`` is written, the files of ``first`` must all survive.
+    assert {p.name for p in tmp_path.iterdir()} >= set(first["files"].values())
+    replay.prune(tmp_path, second)
+    assert {p.name for p in tmp_path.iterdir()} == set(second["files"].values())
+
+
+def test_loading_a_foreign_or_damaged_replay_is_a_checkpoint_error(tmp_path):
+    from dreamworld.errors import CheckpointError
+
+    replay = Replay(capacity=100, length=4)
+    fill_streams(replay, [[30]])
+    manifest = replay.save(tmp_path)
+    with pytest.raises(CheckpointError, match="capacity"):
+        Replay(capacity=200, length=4).load(tmp_path, manifest)
+    next(tmp_path.glob("chunk-*.npz")).write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        Replay(capacity=100, length=4).load(tmp_path, manifest)

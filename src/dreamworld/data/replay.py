@@ -10,15 +10,33 @@ overwritten. Each slot remembers the slot of the next step of its stream, so a w
 following those links: ``T`` vectorised lookups for the whole batch, no Python loop over the batch.
 A slot is a valid window start when its stream holds at least ``T - 1`` newer steps; starts are drawn
 uniformly over all valid slots (rejection sampling over the filled slots).
+
+A replay persists exactly (:meth:`Replay.save` / :meth:`Replay.load`): the ring buffer is cut into
+chunks of :data:`CHUNK` slots, each one ``.npz`` file under ``<logdir>/replay/``. A save writes only
+the chunks changed since the previous save, each under a new name (copy on write), and returns a small
+manifest (counters, stream tails, sampler state, chunk names) that goes into the checkpoint; files no
+longer named by the newest manifest are deleted once that checkpoint is on disk. A kill at any moment
+leaves the files of the last checkpoint intact, so the replay resumes slot for slot.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dreamworld.data.store import EpisodeStore
+from dreamworld.errors import CheckpointError, StorageError
+
+REPLAY_DIR = "replay"
+"""Folder of the replay's chunk files inside a run directory."""
+
+CHUNK = 1024
+"""Slots per chunk file: small enough that a save rewrites little beyond the new steps."""
 
 
 class Replay:
@@ -43,15 +61,21 @@ class Replay:
         self.capacity = capacity
         self.length = length
         self.rng = np.random.default_rng(seed)
+        self._clear()
+
+    def _clear(self) -> None:
         self.data: dict[str, np.ndarray] = {}
-        self.stream = np.full(capacity, -1, np.int64)
-        self.seq = np.zeros(capacity, np.int64)
-        self.next = np.full(capacity, -1, np.int64)
+        self.stream = np.full(self.capacity, -1, np.int64)
+        self.seq = np.zeros(self.capacity, np.int64)
+        self.next = np.full(self.capacity, -1, np.int64)
         self.last = np.full(0, -1, np.int64)  # per stream: slot of its newest step, -1 if none held
         self.count = np.zeros(0, np.int64)  # per stream: steps ever added
         self.pos = 0
         self.size = 0
         self.total = 0
+        self._dirty: set[int] = set()  # chunks changed since the last save
+        self._files: dict[int, str] = {}  # chunk -> file name of its last save
+        self._generation = 0
 
     def add(self, steps: Mapping[str, np.ndarray], streams: Iterable[int] | None = None) -> None:
         """Appends one step to each of ``N`` streams.
@@ -105,6 +129,91 @@ class Replay:
     def restore(self, store: EpisodeStore) -> int:
         """Fills the replay with the newest stored episodes that fit; returns the steps restored."""
         return self.add_episodes(store.episodes(newest_steps=self.capacity))
+
+    def save(self, directory: str | Path) -> dict[str, Any]:
+        """Writes the chunks changed since the last save; returns the manifest to checkpoint.
+
+        Args:
+            directory: The replay folder, usually ``<logdir>/replay``.
+
+        Returns:
+            Plain data (ints, lists, a dict) for :func:`~dreamworld.run.checkpoint.save_checkpoint`;
+            :meth:`load` needs it back. Call :meth:`prune` once the checkpoint holding it is written.
+
+        Raises:
+            StorageError: A chunk could not be written (full disk); files of earlier saves are intact.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._generation += 1
+        for chunk in sorted(self._dirty):
+            lo, hi = chunk * CHUNK, min((chunk + 1) * CHUNK, self.capacity)
+            arrays = {f"data.{key}": value[lo:hi] for key, value in self.data.items()}
+            arrays.update(stream=self.stream[lo:hi], seq=self.seq[lo:hi], next=self.next[lo:hi])
+            name = f"chunk-{chunk:06d}-{self._generation:08d}.npz"
+            _write_npz(directory / name, arrays)
+            self._files[chunk] = name
+        self._dirty.clear()
+        return {
+            "capacity": self.capacity,
+            "length": self.length,
+            "pos": self.pos,
+            "size": self.size,
+            "total": self.total,
+            "generation": self._generation,
+            "last": self.last.tolist(),
+            "count": self.count.tolist(),
+            "rng": self.rng.bit_generator.state,
+            "files": dict(self._files),
+        }
+
+    def prune(self, directory: str | Path, manifest: Mapping[str, Any]) -> None:
+        """Deletes chunk files that ``manifest`` (the checkpointed one) does not name."""
+        keep = set(manifest["files"].values())
+        for path in Path(directory).glob("chunk-*.npz"):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+        for path in Path(directory).glob(".chunk-*.tmp"):
+            path.unlink(missing_ok=True)
+
+    def load(self, directory: str | Path, manifest: Mapping[str, Any]) -> None:
+        """Restores the state :meth:`save` wrote: the same slots, links and sampler state.
+
+        Raises:
+            CheckpointError: The manifest belongs to a replay of another capacity or window length,
+                or a chunk file is missing or unreadable.
+        """
+        directory = Path(directory)
+        if (manifest["capacity"], manifest["length"]) != (self.capacity, self.length):
+            raise CheckpointError(
+                f"the saved replay has capacity {manifest['capacity']} and length {manifest['length']}, "
+                f"this run {self.capacity} and {self.length}; keep replay.capacity/length or use --fresh"
+            )
+        self._clear()
+        for chunk, name in sorted((int(c), n) for c, n in manifest["files"].items()):
+            try:
+                with np.load(directory / name, allow_pickle=False) as arrays:
+                    lo = chunk * CHUNK
+                    hi = lo + len(arrays["stream"])
+                    for key in arrays.files:
+                        if key.startswith("data."):
+                            value = arrays[key]
+                            if key[5:] not in self.data:
+                                self.data[key[5:]] = np.zeros((self.capacity, *value.shape[1:]), value.dtype)
+                            self.data[key[5:]][lo:hi] = value
+                    self.stream[lo:hi], self.seq[lo:hi] = arrays["stream"], arrays["seq"]
+                    self.next[lo:hi] = arrays["next"]
+            except (OSError, ValueError, KeyError) as error:
+                raise CheckpointError(
+                    f"replay chunk {directory / name} is missing or unreadable ({error}); "
+                    "start over with --fresh"
+                ) from None
+        self._files = {int(c): n for c, n in manifest["files"].items()}
+        self.pos, self.size, self.total = manifest["pos"], manifest["size"], manifest["total"]
+        self._generation = manifest["generation"]
+        self.last = np.asarray(manifest["last"], np.int64)
+        self.count = np.asarray(manifest["count"], np.int64)
+        self.rng.bit_generator.state = manifest["rng"]
 
     def sample(self, batch: int) -> dict[str, np.ndarray]:
         """Draws ``batch`` windows uniformly over all valid starts.
@@ -177,6 +286,7 @@ class Replay:
         newest = held & (self.last[np.maximum(old, 0)] == slots)
         self.last[old[newest]] = -1
         self._write(slots, steps)
+        self._dirty.update(np.unique(slots // CHUNK).tolist())
         self.pos = int((self.pos + n) % self.capacity)
         self.size = min(self.size + n, self.capacity)
         self.total += n
@@ -185,6 +295,7 @@ class Replay:
     def _link(self, previous: np.ndarray, first: np.ndarray) -> None:
         linked = previous >= 0
         self.next[previous[linked]] = first[linked]
+        self._dirty.update(np.unique(previous[linked] // CHUNK).tolist())
 
     def _register(self, slots: np.ndarray, ids: np.ndarray, seq: np.ndarray) -> None:
         self.stream[slots] = ids
@@ -201,3 +312,20 @@ class Replay:
         missing = self.data.keys() - steps.keys()
         if missing:
             raise KeyError(f"replay step lacks keys {sorted(missing)}")
+
+
+def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Writes uncompressed ``.npz`` atomically (temporary name, fsync, rename)."""
+    tmp = path.with_name(f".{path.stem}.tmp")
+    try:
+        with open(tmp, "wb") as file:
+            np.savez(file, **dict(arrays))  # type: ignore[arg-type]
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        reason = "the disk is full" if error.errno == errno.ENOSPC else error.strerror
+        raise StorageError(
+            f"could not write the replay to {path.parent} ({reason}); the last checkpoint is intact"
+        ) from None

@@ -21,6 +21,14 @@ float32 vector in ``[-1, 1]``, rescaled by the suite to the simulator's bounds.
 Stepping follows the reset-by-step convention: ``reset()`` returns the first observation;
 ``step()`` after an ``is_last`` observation raises, and :class:`~dreamworld.envs.parallel.VectorEnv`
 resets such an environment automatically on its next step instead of stepping it.
+
+An environment may also offer ``get_state()`` and ``set_state(state)``: a snapshot of the episode in
+flight as plain data (dicts, lists, numbers, numpy arrays), from which an environment of the same id,
+freshly made, continues exactly as the original would (same observations, same random draws).
+Training checkpoints hold these snapshots, so a resumed run goes on inside the same episodes.
+``get_state()`` returns None where the simulator cannot be captured. Supported: classic-control and
+MuJoCo Gymnasium tasks and DeepMind Control (physics, task randomness and the model's positions);
+Box2D (CarRacing) and Atari resume at the next reset instead.
 """
 
 from __future__ import annotations

@@ -20,6 +20,12 @@ from dreamworld.errors import EnvError
 DEFAULT_REPEAT = 2
 """Dreamer's action repeat on the Control Suite."""
 
+# Model fields that tasks change when an episode starts (reacher's target, finger's goal, colours).
+_MODEL_FIELDS = (
+    "body_pos", "body_quat", "geom_pos", "geom_quat", "geom_size", "geom_rgba",
+    "site_pos", "site_quat", "site_size", "site_rgba", "mat_rgba",
+)  # fmt: skip
+
 # Dreamer's choice: quadruped's camera 0 is too far away to see the body.
 _DEFAULT_CAMERA = {"quadruped": 2}
 
@@ -124,6 +130,48 @@ class DMCSimulator:
                 [np.asarray(observation[key], np.float32).reshape(-1) for key in self._keys]
             )
         return payload
+
+    def get_state(self) -> dict[str, Any] | None:
+        """A snapshot of the episode in flight: physics, task randomness, model positions, counters.
+
+        Model fields that tasks move at reset (targets, colours) are part of it, so a restored
+        episode sees the same scene.
+        """
+        if self._step is None:
+            return None
+        import mujoco
+
+        physics = self._env.physics
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION  # all mj_step reads, warm start included
+        state = np.empty(mujoco.mj_stateSize(physics.model.ptr, spec), np.float64)
+        mujoco.mj_getState(physics.model.ptr, physics.data.ptr, state, spec)
+        step = self._step
+        return {
+            "physics": state,
+            "model": {name: getattr(physics.model, name).copy() for name in _MODEL_FIELDS},
+            "random": self._env.task.random.get_state(),
+            "step_count": int(self._env._step_count),
+            "reset_next": bool(self._env._reset_next_step),
+            "step": [int(step.step_type), step.reward, step.discount, dict(step.observation)],
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continues from a snapshot of :meth:`get_state` (in an environment of the same task)."""
+        import dm_env
+        import mujoco
+
+        self._env.reset()
+        physics = self._env.physics
+        for name, value in state["model"].items():
+            getattr(physics.model, name)[:] = value
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        mujoco.mj_setState(physics.model.ptr, physics.data.ptr, state["physics"], spec)
+        physics.forward()
+        self._env.task.random.set_state(tuple(state["random"]))
+        self._env._step_count = state["step_count"]
+        self._env._reset_next_step = state["reset_next"]
+        step_type, reward, discount, observation = state["step"]
+        self._step = dm_env.TimeStep(dm_env.StepType(step_type), reward, discount, observation)
 
     def render(self) -> np.ndarray | None:
         """The camera's RGB frame at ``size``."""

@@ -146,6 +146,59 @@ class GymSimulator:
             )
         return payload
 
+    def get_state(self) -> dict[str, Any] | None:
+        """A snapshot of the episode in flight (see :mod:`dreamworld.envs.base`), or None.
+
+        Supported: environments that define ``get_state()`` / ``set_state(state)`` themselves
+        (returning plain data), Gymnasium's MuJoCo tasks and its classic-control tasks.
+        """
+        env: Any = self._env.unwrapped
+        if self._obs is None:
+            return None
+        if callable(getattr(env, "get_state", None)) and callable(getattr(env, "set_state", None)):
+            sim: dict[str, Any] = {"own": env.get_state()}
+        elif _is_mujoco(env):
+            import mujoco
+
+            spec = mujoco.mjtState.mjSTATE_INTEGRATION  # all mj_step reads, warm start included
+            state = np.empty(mujoco.mj_stateSize(env.model, spec), np.float64)
+            mujoco.mj_getState(env.model, env.data, state, spec)
+            sim = {"mujoco": state}
+        elif type(env).__module__.startswith("gymnasium.envs.classic_control"):
+            extras = {name: getattr(env, name) for name in _CLASSIC_EXTRAS if hasattr(env, name)}
+            sim = {"state": np.array(env.state), "extras": extras}
+        else:
+            return None
+        return {
+            "sim": sim,
+            "obs": self._obs,
+            "np_random": env.np_random.bit_generator.state,
+            "elapsed": [getattr(layer, "_elapsed_steps", None) for layer in _layers(self._env)],
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continues from a snapshot of :meth:`get_state` (in an environment of the same id)."""
+        self._env.reset()  # wrappers insist on a reset before the first step
+        env: Any = self._env.unwrapped
+        sim = state["sim"]
+        if "own" in sim:
+            env.set_state(sim["own"])
+        elif "mujoco" in sim:
+            import mujoco
+
+            spec = mujoco.mjtState.mjSTATE_INTEGRATION
+            mujoco.mj_setState(env.model, env.data, sim["mujoco"], spec)
+            mujoco.mj_forward(env.model, env.data)
+        else:
+            env.state = np.array(sim["state"])
+            for name, value in sim["extras"].items():
+                setattr(env, name, value)
+        env.np_random.bit_generator.state = state["np_random"]
+        for layer, elapsed in zip(_layers(self._env), state["elapsed"], strict=True):
+            if elapsed is not None:
+                layer._elapsed_steps = elapsed  # type: ignore[attr-defined]
+        self._obs = state["obs"]
+
     def render(self) -> np.ndarray | None:
         """The environment's ``rgb_array`` frame resized to ``size``, or None without one."""
         if self._env.render_mode != "rgb_array":
@@ -163,6 +216,21 @@ class GymSimulator:
         frame = self._env.render()
         assert isinstance(frame, np.ndarray), "render_mode='rgb_array' renders arrays"
         return frame
+
+
+_CLASSIC_EXTRAS = ("steps_beyond_terminated", "last_u")  # classic-control state beside ``state``
+
+
+def _is_mujoco(env: gym.Env) -> bool:
+    return hasattr(env, "model") and hasattr(env, "data") and hasattr(env.data, "qpos")
+
+
+def _layers(env: gym.Env) -> list[gym.Env]:
+    """The wrappers around an environment, outermost first, and the environment itself."""
+    layers = [env]
+    while isinstance(layers[-1], gym.Wrapper):
+        layers.append(layers[-1].env)
+    return layers
 
 
 def _find_spec(task: str, name: str) -> gym.envs.registration.EnvSpec:

@@ -136,6 +136,29 @@ class VectorEnv:
             worker.send("step", action)
         return _stack(self._gather())
 
+    def get_states(self) -> list[Any] | None:
+        """Snapshots of every environment's episode in flight, or None if one cannot snapshot.
+
+        The snapshots are plain data (dicts, lists, numbers, numpy arrays) for
+        :meth:`set_states`, which puts the environments back so that stepping them on gives the
+        same observations as stepping the originals (see ``get_state`` in
+        :mod:`dreamworld.envs.base` for the suites that support it).
+        """
+        self._check_open()
+        for worker in self._workers:
+            worker.send("get_state", None)
+        states = self._gather()
+        return None if any(state is None for state in states) else states
+
+    def set_states(self, states: Sequence[Any]) -> None:
+        """Restores snapshots taken by :meth:`get_states` (of environments of the same ids)."""
+        self._check_open()
+        if len(states) != self.num_envs:
+            raise ValueError(f"{len(states)} snapshots for {self.num_envs} environments")
+        for worker, state in zip(self._workers, states, strict=True):
+            worker.send("set_state", state)
+        self._gather()
+
     def render(self, index: int = 0) -> np.ndarray | None:
         """The RGB frame of environment ``index`` (see :meth:`Env.render`)."""
         self._check_open()
@@ -190,6 +213,14 @@ class _Runner:
                 obs = self.env.reset(argument)
             elif command == "render":
                 return True, self.env.render()
+            elif command == "get_state":
+                getter = getattr(self.env, "get_state", None)
+                state = getter() if getter is not None else None
+                return True, None if state is None else {"env": state, "done": self.done}
+            elif command == "set_state":
+                self.env.set_state(argument["env"])  # type: ignore[attr-defined]
+                self.done = bool(argument["done"])
+                return True, None
             else:
                 raise ValueError(f"unknown worker command '{command}'")
         except Exception as error:

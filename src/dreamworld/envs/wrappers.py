@@ -109,6 +109,27 @@ class SimulatorEnv:
         self._payload = self._sim.observe()
         return make_obs(self._payload, reward, is_last=self._done, is_terminal=terminated)
 
+    def get_state(self) -> dict[str, Any] | None:
+        """A snapshot of the episode in flight, or None if the simulator has no ``get_state``."""
+        getter = getattr(self._sim, "get_state", None)
+        sim_state = getter() if getter is not None else None
+        if sim_state is None:
+            return None
+        return {
+            "sim": sim_state,
+            "steps": self._steps,
+            "done": self._done,
+            "payload": dict(self._payload),
+            "act_rng": self.act_space.np_random.bit_generator.state,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continues from a snapshot of :meth:`get_state`."""
+        self._sim.set_state(state["sim"])  # type: ignore[attr-defined]
+        self._steps, self._done = int(state["steps"]), bool(state["done"])
+        self._payload = dict(state["payload"])
+        self.act_space.np_random.bit_generator.state = state["act_rng"]
+
     def render(self) -> np.ndarray | None:
         """The image observation as RGB when there is one, else the simulator's own frame."""
         image = self._payload.get("image")

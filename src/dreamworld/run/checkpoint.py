@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, cast
 
+import numpy as np
 import torch
 
 from dreamworld import __version__
@@ -297,3 +298,31 @@ def _read(path: Path, map_location: str | torch.device) -> Any:
         # torch's messages run to paragraphs; their first sentence carries the reason.
         reason = str(error).strip().split("\n")[0].split(". ")[0]
         raise CheckpointError(f"cannot load checkpoint {path}: {type(error).__name__}: {reason}") from None
+
+
+def arrays_to_tensors(value: Any) -> Any:
+    """Makes numpy data checkpointable: arrays become tensors, numpy scalars Python numbers.
+
+    :func:`tensors_to_arrays` reverses it, for state that is numpy by nature (observations,
+    environment snapshots). Containers keep their types; everything else passes through.
+    """
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {key: arrays_to_tensors(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(arrays_to_tensors(item) for item in value)
+    return value
+
+
+def tensors_to_arrays(value: Any) -> Any:
+    """The inverse of :func:`arrays_to_tensors`: tensors become numpy arrays (on the CPU)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, Mapping):
+        return {key: tensors_to_arrays(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(tensors_to_arrays(item) for item in value)
+    return value

@@ -72,6 +72,29 @@ class Driver:
         while not ((steps and self.steps >= target_steps) or (episodes and self.episodes >= target_episodes)):
             self._step(policy)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the driver stands: the pending observations, episodes in progress and counters.
+
+        Together with the environments' snapshots (:meth:`VectorEnv.get_states`) this lets a new
+        driver go on exactly where this one is (:meth:`load_state_dict`). Numpy data throughout.
+        """
+        partial = [
+            {key: np.stack([row[key] for row in rows]) for key in rows[0]} if rows else None
+            for rows in self._partial
+        ]
+        return {"obs": self.obs, "partial": partial, "steps": self.steps, "episodes": self.episodes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continues from :meth:`state_dict` (the environments must be restored to match)."""
+        self.obs = state["obs"]
+        self.steps, self.episodes = int(state["steps"]), int(state["episodes"])
+        self._partial = [
+            []
+            if rows is None
+            else [{key: value[t] for key, value in rows.items()} for t in range(len(rows["is_first"]))]
+            for rows in state["partial"]
+        ]
+
     def _step(self, policy: Policy) -> None:
         if self.obs is None:
             self.obs = self.env.reset(self.seed)

@@ -4,9 +4,14 @@ The loop keeps the ratio of replayed steps to environment steps fixed (``dreamer
 DreamerV3 defines it): every policy step (counted over all parallel environments) earns
 ``train_ratio / (batch * length)`` updates, and an update is taken whenever a whole one is earned.
 
-A run directory resumes: if ``<logdir>/checkpoint.pt`` exists the agent, optimisers, counters and random
-states are restored from it and the replay is refilled from ``<logdir>/episodes/``. Episodes still
-running when the last checkpoint was written are lost, so a resumed run continues from the next reset.
+A run directory resumes exactly: ``<logdir>/checkpoint.pt`` holds the agent, optimisers, counters,
+random states, the policy's latent state and the environments' episodes in flight (snapshots, where
+the suite supports them: :mod:`dreamworld.envs.base`), and names the replay's chunk files under
+``<logdir>/replay/``, which are restored slot for slot. A resumed run then takes the same steps and
+updates as one that was never stopped (tests/test_train.py checks this). Where the environments
+cannot be captured (Atari, Box2D), the episodes in flight end at the checkpoint and the resumed run
+starts new ones; their steps stay in the replay. A checkpoint written during prefill resumes with a
+new random-policy stream.
 """
 
 from __future__ import annotations
@@ -22,8 +27,15 @@ import torch
 from dreamworld.algos.dreamer.agent import CHECKPOINT_KIND, Dreamer, PolicyState
 from dreamworld.config import Config, config_to_dict, save_config
 from dreamworld.data import EPISODE_DIR, EpisodeStore, Replay
+from dreamworld.data.replay import REPLAY_DIR
 from dreamworld.envs.parallel import VectorEnv
-from dreamworld.run.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from dreamworld.run.checkpoint import (
+    CHECKPOINT_NAME,
+    arrays_to_tensors,
+    load_checkpoint,
+    save_checkpoint,
+    tensors_to_arrays,
+)
 from dreamworld.run.driver import Driver, vector_env
 from dreamworld.run.logger import Logger
 from dreamworld.run.policies import RandomPolicy
@@ -116,6 +128,16 @@ def move_aside(logdir: Path) -> Path | None:
     return target
 
 
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {key: _to_device(item, device) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_device(item, device) for item in value)
+    return value
+
+
 class _Loop:
     """The state of one training run and the clocks that drive its side tasks."""
 
@@ -124,12 +146,12 @@ class _Loop:
         self.logdir = Path(config.logdir)
         self.checkpoint = self.logdir / CHECKPOINT_NAME
         self.store = EpisodeStore(self.logdir / EPISODE_DIR)
+        self.replay_dir = self.logdir / REPLAY_DIR
         self.replay = Replay(config.replay.capacity, config.replay.length, seed=config.seed)
         self.counters = Counters()
         self.policy_state: PolicyState = None
         self.metrics: dict[str, list[float]] = {}
-        if self.checkpoint.exists():
-            self._resume()
+        resumed = self._resume() if self.checkpoint.exists() else None
         dreamer = config.dreamer
         self.ratio = dreamer.train_ratio / (config.replay.batch * config.replay.length)
         self.logger = Logger(
@@ -143,6 +165,10 @@ class _Loop:
         self.driver = Driver(env, seed=config.seed + self.counters.episodes)
         self.driver.on_step(self._on_step)
         self.driver.on_episode(self._on_episode)
+        if resumed is not None and resumed.get("envs") is not None and len(resumed["envs"]) == env.num_envs:
+            env.set_states(tensors_to_arrays(resumed["envs"]))
+            self.driver.load_state_dict(tensors_to_arrays(resumed["driver"]))
+            self.policy_state = _to_device(resumed["policy_state"], agent.device)
 
     def run(self) -> TrainResult:
         dreamer = self.config.dreamer
@@ -204,23 +230,36 @@ class _Loop:
         return returns
 
     def save(self) -> Path:
-        """Writes the checkpoint atomically."""
+        """Writes the replay's new chunks, then the checkpoint atomically, then drops stale chunks."""
+        envs = self.env.get_states() if self.driver.obs is not None else None
+        manifest = self.replay.save(self.replay_dir)
         state = {
             **self.agent.training_state(),
             "counters": self.counters.state(),
             "rng": rng_state(),
-            "replay_rng": self.replay.rng.bit_generator.state,
+            "replay": manifest,
+            "envs": None if envs is None else arrays_to_tensors(envs),
+            "driver": None if envs is None else arrays_to_tensors(self.driver.state_dict()),
+            "policy_state": None if envs is None else self.policy_state,
             "run_config": config_to_dict(self.config),
         }
-        return save_checkpoint(self.checkpoint, state, kind=KIND)
+        path = save_checkpoint(self.checkpoint, state, kind=KIND)
+        self.replay.prune(self.replay_dir, manifest)
+        return path
 
-    def _resume(self) -> None:
+    def _resume(self) -> dict[str, Any]:
+        """Restores the learner and the replay; returns the checkpoint for the environment part."""
         state = load_checkpoint(self.checkpoint, kind=KIND)
         self.agent.load_training_state(state)
         self.counters = Counters(**state["counters"])
         set_rng_state(state["rng"])
-        self.replay.restore(self.store)
-        self.replay.rng.bit_generator.state = state["replay_rng"]
+        if "replay" in state:
+            self.replay.load(self.replay_dir, state["replay"])
+            self.replay.prune(self.replay_dir, state["replay"])
+        else:  # a checkpoint of dreamworld 0.1 without replay files: refill from the episodes
+            self.replay.restore(self.store)
+            self.replay.rng.bit_generator.state = state["replay_rng"]
+        return state
 
     def _prefill(self) -> None:
         missing = self.config.dreamer.prefill - self.counters.steps
