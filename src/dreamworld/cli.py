@@ -22,6 +22,9 @@ EXAMPLES = """examples:
   dreamworld collect --env carracing --policy brownian --episodes 10 --workers 2 --logdir runs/cr
   dreamworld collect --config runs/cr/config.yaml --logdir runs/cr-again
   dreamworld config --preset dmc_vision --env.name dmc/cheetah-run
+  dreamworld worldmodels collect --rollouts 1000 --workers 8 --logdir exp --preset cpu
+  dreamworld worldmodels train-vae --logdir exp
+  dreamworld worldmodels train-controller --logdir exp --pop-size 32 --n-samples 4 --target-return 950
 """
 
 
@@ -86,11 +89,184 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--fresh", action="store_true", help="start over: move an existing LOGDIR aside")
     train.set_defaults(handler=_train, takes_overrides=True)
 
+    _worldmodels_parser(commands)
+
     config = commands.add_parser("config", help="print the resolved configuration, or every key with --keys")
     _config_flags(config)
     config.add_argument("--keys", action="store_true", help="list every key, default and help line")
     config.set_defaults(handler=_config, takes_overrides=True)
     return parser
+
+
+def _worldmodels_parser(commands: Any) -> None:
+    """``dreamworld worldmodels STAGE``: the World Models pipeline, one subcommand per stage."""
+    worldmodels = commands.add_parser(
+        "worldmodels",
+        help="World Models: collect, train-vae, train-mdnrnn, train-controller, test, report",
+        description="The World Models pipeline (Ha & Schmidhuber 2018) on CarRacing by default. Every "
+        "stage works in LOGDIR, resumes from what is there unless --noreload, and reads the settings "
+        "earlier stages wrote to LOGDIR/config.yaml. --preset cpu|paper|doom selects worldmodels_<name>.",
+    )
+    worldmodels.set_defaults(handler=lambda args, rest: worldmodels.print_help(), takes_overrides=False)
+    stages = worldmodels.add_subparsers(dest="stage", metavar="STAGE")
+
+    def stage(name: str, text: str) -> argparse.ArgumentParser:
+        parser = stages.add_parser(name, help=text, description=text)
+        _config_flags(parser)
+        parser.add_argument("--noreload", action="store_true", help="start this stage over")
+        parser.set_defaults(handler=_worldmodels, takes_overrides=True, stage=name)
+        return parser
+
+    collect = stage("collect", "stage 1: random rollouts with the brownian policy, in parallel workers")
+    collect.add_argument("--env", dest="env.name", metavar="ENV", help="environment id (default carracing)")
+    collect.add_argument("--rollouts", dest="collect.episodes", metavar="N", help="rollouts in total")
+    collect.add_argument("--workers", dest="env.envs", metavar="K", help="environments, each in a process")
+    collect.add_argument("--policy", dest="collect.policy", choices=["random", "brownian"])
+    stage("train-vae", "stage 2: the convolutional VAE on the rollouts' frames")
+    stage("train-mdnrnn", "stage 3: encode the frames, then the MDN-RNN on the latent sequences")
+    controller = stage("train-controller", "stage 4: evolve the linear controller with CMA-ES")
+    controller.add_argument("--pop-size", dest="worldmodels.controller.pop_size", metavar="P")
+    controller.add_argument("--n-samples", dest="worldmodels.controller.n_samples", metavar="S")
+    controller.add_argument("--target-return", dest="worldmodels.controller.target_return", metavar="R")
+    controller.add_argument("--generations", dest="worldmodels.controller.generations", metavar="G")
+    controller.add_argument("--workers", dest="worldmodels.controller.workers", metavar="K")
+    controller.add_argument("--temperature", dest="worldmodels.controller.temperature", metavar="TAU")
+    controller.add_argument("--backend", dest="worldmodels.controller.backend", choices=["local", "ray"])
+    controller.add_argument("--display", action="store_true", help="show the best candidate's rollouts")
+    _variant_flags(controller)
+    test = stage("test", "stage 5: the best controller on real episodes: mean, std, videos")
+    test.add_argument("--episodes", dest="worldmodels.test_episodes", metavar="N")
+    test.add_argument("--video", action="store_true", help="write a video of the first episode")
+    _variant_flags(test)
+    stage("report", "one page with the curves, reconstructions, a dream and the test returns")
+
+
+def _variant_flags(parser: argparse.ArgumentParser) -> None:
+    # Which variant a command works on is chosen per command, never inherited from config.yaml.
+    parser.set_defaults(**{"worldmodels.controller.memory": "true", "worldmodels.controller.dream": "false"})
+    parser.add_argument(
+        "--no-memory", dest="worldmodels.controller.memory", action="store_const", const="false",
+        help="controller on z only (without the MDN-RNN's h)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dream", dest="worldmodels.controller.dream", action="store_const", const="true",
+        help="fitness inside the MDN-RNN dream instead of the real environment",
+    )  # fmt: skip
+
+
+def _worldmodels(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    from pathlib import Path
+
+    from dreamworld.config import save_config
+    from dreamworld.config.loader import available_presets
+
+    if not args.logdir:
+        raise DreamworldError(f"worldmodels {args.stage} needs --logdir DIR (the experiment directory)")
+    names = set(available_presets())
+    args.preset = [f"worldmodels_{name}" if f"worldmodels_{name}" in names else name for name in args.preset]
+    saved = Path(args.logdir) / "config.yaml"
+    if saved.exists() and not args.config:
+        args.config = [str(saved)]
+    args.preset = ["worldmodels", *args.preset]
+    config = _resolve(args, rest)
+    if args.stage != "collect":
+        save_config(config, config.logdir)
+    return int(_STAGES[args.stage](args, config) or 0)
+
+
+def _wm_collect(args: argparse.Namespace, config: Any) -> int:
+    from dreamworld.run.collect import collect
+
+    result = collect(config)
+    if result.episodes == 0:
+        print(f"{config.logdir} already holds {config.collect.episodes} rollouts; nothing to collect")
+    else:
+        mean = sum(result.returns) / len(result.returns)
+        print(f"collected {result.episodes} rollouts ({result.steps} steps), mean return {mean:.1f}")
+    print(f"rollouts: {result.episode_dir}")
+    return 0
+
+
+def _wm_vae(args: argparse.Namespace, config: Any) -> int:
+    from dreamworld.algos.world_models.vae_stage import train_vae
+
+    result = train_vae(config, args.noreload, _wm_device(config))
+    print(f"best VAE: {result.best} (held-out loss {result.best_loss:.2f}, {result.epochs} epochs)")
+    return 0
+
+
+def _wm_mdnrnn(args: argparse.Namespace, config: Any) -> int:
+    from dreamworld.algos.world_models.mdnrnn_stage import train_mdnrnn
+
+    discrete = _discrete_actions(config)
+    result = train_mdnrnn(config, discrete, args.noreload, _wm_device(config))
+    print(f"best MDN-RNN: {result.best} (held-out loss {result.best_loss:.3f}, {result.epochs} epochs)")
+    return 0
+
+
+def _wm_controller(args: argparse.Namespace, config: Any) -> int:
+    from dreamworld.algos.world_models.controller_stage import train_controller
+
+    result = train_controller(config, args.noreload, args.display, _wm_device(config))
+    print(
+        f"best controller: {result.directory / 'best.pt'} (evaluation return {result.best_return:.1f} "
+        f"after {result.generations} generations)"
+    )
+    return 0
+
+
+def _wm_test(args: argparse.Namespace, config: Any) -> int:
+    from dreamworld.algos.world_models.evaluate import test_controller
+
+    options = config.worldmodels
+    result = test_controller(
+        config,
+        options.test_episodes,
+        options.controller.memory,
+        options.controller.dream,
+        args.video,
+        device=_wm_device(config),
+    )
+    print(f"test return: {result.mean:.1f} ± {result.std:.1f} over {len(result.returns)} episodes")
+    if result.video is not None:
+        print(f"video: {result.video}")
+    return 0
+
+
+def _wm_report(args: argparse.Namespace, config: Any) -> int:
+    from dreamworld.algos.world_models.report import write_report
+
+    path = write_report(config, _wm_device(config))
+    print(f"report: {path}")
+    return 0
+
+
+def _wm_device(config: Any) -> Any:
+    import torch
+
+    from dreamworld.run.system import pick_device
+
+    if config.worldmodels.threads:
+        torch.set_num_threads(config.worldmodels.threads)
+    return pick_device(config.worldmodels.device)
+
+
+def _discrete_actions(config: Any) -> int:
+    """The number of discrete actions of the experiment's environment, 0 for continuous ones."""
+    from dreamworld.run.driver import vector_env
+
+    with vector_env(config.env, num_envs=1, parallel="serial") as env:
+        return int(getattr(env.act_space, "n", 0))
+
+
+_STAGES = {
+    "collect": _wm_collect,
+    "train-vae": _wm_vae,
+    "train-mdnrnn": _wm_mdnrnn,
+    "train-controller": _wm_controller,
+    "test": _wm_test,
+    "report": _wm_report,
+}
 
 
 def _config_flags(parser: argparse.ArgumentParser) -> None:
@@ -148,7 +324,8 @@ def _collect(args: argparse.Namespace, rest: Sequence[str]) -> int:
 def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     from pathlib import Path
 
-    from dreamworld.run.train import move_aside, random_returns, train
+    from dreamworld.run.checkpoint import move_aside
+    from dreamworld.run.train import random_returns, train
 
     config = _resolve(args, rest)
     if args.fresh and (moved := move_aside(Path(config.logdir))):

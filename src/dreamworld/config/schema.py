@@ -12,6 +12,7 @@ from typing import Any
 
 from dreamworld.config.dreamer import DreamerConfig
 from dreamworld.config.fields import choice, option, positive, section
+from dreamworld.config.worldmodels import WorldModelsConfig
 
 
 @dataclass(frozen=True)
@@ -100,3 +101,6 @@ class Config:
     log: LogConfig = section("logging", LogConfig)
     collect: CollectConfig = section("data collection", CollectConfig)
     dreamer: DreamerConfig = section("the Dreamer agent (train --algo dreamerv1/v2/v3)", DreamerConfig)
+    worldmodels: WorldModelsConfig = section(
+        "the World Models pipeline (dreamworld worldmodels ...)", WorldModelsConfig
+    )

@@ -136,6 +136,13 @@ class VectorEnv:
             worker.send("step", action)
         return _stack(self._gather())
 
+    def end_episodes(self, indices: Sequence[int]) -> None:
+        """Ends the episodes of environments ``indices`` early: their next :meth:`step` resets them."""
+        self._check_open()
+        for index in indices:
+            self._workers[index].send("end", None)
+        self._gather(indices)
+
     def get_states(self) -> list[Any] | None:
         """Snapshots of every environment's episode in flight, or None if one cannot snapshot.
 
@@ -213,6 +220,9 @@ class _Runner:
                 obs = self.env.reset(argument)
             elif command == "render":
                 return True, self.env.render()
+            elif command == "end":
+                self.done = True
+                return True, None
             elif command == "get_state":
                 getter = getattr(self.env, "get_state", None)
                 state = getter() if getter is not None else None

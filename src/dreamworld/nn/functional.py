@@ -5,6 +5,8 @@ Shapes use ``B`` for batch, ``T`` for time and ``K`` for bins. Nothing here hold
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -174,3 +176,54 @@ def sample_index(probs: Tensor) -> Tensor:
     cdf = probs.cumsum(-1)
     uniform = torch.rand_like(cdf[..., :1]) * cdf[..., -1:]
     return (cdf <= uniform).sum(-1).clamp(max=probs.shape[-1] - 1)
+
+
+def mixture_log_prob(x: Tensor, logits: Tensor, mean: Tensor, logstd: Tensor) -> Tensor:
+    """Log-density of ``x`` under a one-dimensional Gaussian mixture, per element.
+
+    ``log sum_k softmax(logits)_k N(x; mean_k, exp(logstd_k)^2)``, computed with ``logsumexp``.
+
+    Args:
+        x: Values ``(...)``.
+        logits: Unnormalised component weights ``(..., K)``.
+        mean: Component means ``(..., K)``.
+        logstd: Component log standard deviations ``(..., K)``.
+
+    Returns:
+        ``(...)`` log-densities.
+
+    Example:
+        >>> zero = torch.zeros(1, 1)
+        >>> round(mixture_log_prob(torch.zeros(1), zero, zero, zero).item(), 4)  # log N(0; 0, 1)
+        -0.9189
+    """
+    log_weights = torch.log_softmax(logits, -1)
+    z = (x.unsqueeze(-1) - mean) * torch.exp(-logstd)
+    log_normal = -0.5 * z.square() - logstd - 0.5 * math.log(2 * math.pi)
+    return torch.logsumexp(log_weights + log_normal, -1)
+
+
+def mixture_sample(
+    logits: Tensor, mean: Tensor, logstd: Tensor, temperature: float, uniform: Tensor, normal: Tensor
+) -> Tensor:
+    """Draws from a Gaussian mixture at a temperature, from given noise (so draws can be replayed).
+
+    The temperature ``tau`` divides the logits and multiplies the variance (World Models, section
+    A.2): ``tau -> 0`` gives the mean of the most likely component, ``tau > 1`` wilder samples.
+
+    Args:
+        logits, mean, logstd: ``(..., K)`` mixture parameters.
+        temperature: ``tau > 0``.
+        uniform: ``(...)`` uniform noise in ``[0, 1)`` that picks the component.
+        normal: ``(...)`` standard normal noise.
+
+    Returns:
+        ``(...)`` samples.
+    """
+    probs = torch.softmax(logits / temperature, -1)
+    cumulative = probs.cumsum(-1)
+    # The component whose cumulative weight first exceeds the uniform draw (inverse CDF).
+    index = (cumulative < uniform.unsqueeze(-1)).sum(-1, keepdim=True).clamp(max=logits.shape[-1] - 1)
+    chosen_mean = mean.gather(-1, index).squeeze(-1)
+    chosen_std = logstd.gather(-1, index).squeeze(-1).exp()
+    return chosen_mean + chosen_std * math.sqrt(temperature) * normal

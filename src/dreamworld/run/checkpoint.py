@@ -25,6 +25,7 @@ import os
 import pickle
 import re
 import secrets
+import time
 import zipfile
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
@@ -298,6 +299,15 @@ def _read(path: Path, map_location: str | torch.device) -> Any:
         # torch's messages run to paragraphs; their first sentence carries the reason.
         reason = str(error).strip().split("\n")[0].split(". ")[0]
         raise CheckpointError(f"cannot load checkpoint {path}: {type(error).__name__}: {reason}") from None
+
+
+def move_aside(logdir: Path) -> Path | None:
+    """Renames an existing run directory to ``<name>.old-<time>`` so a new run starts clean."""
+    if not logdir.exists():
+        return None
+    target = logdir.with_name(f"{logdir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    logdir.rename(target)
+    return target
 
 
 def arrays_to_tensors(value: Any) -> Any:

@@ -40,7 +40,7 @@ from dreamworld.run.driver import Driver, vector_env
 from dreamworld.run.logger import Logger
 from dreamworld.run.policies import RandomPolicy
 from dreamworld.run.seeding import rng_state, seed_everything, set_rng_state
-from dreamworld.run.system import tune_allocator
+from dreamworld.run.system import pick_device, tune_allocator
 
 KIND = CHECKPOINT_KIND
 
@@ -73,13 +73,6 @@ class Counters:
             "episodes": self.episodes,
             "earned": self.earned,
         }
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def train(config: Config, agent: Dreamer | None = None) -> TrainResult:
@@ -117,15 +110,6 @@ def random_returns(config: Config, episodes: int) -> list[float]:
         driver.on_episode(lambda episode, index: returns.append(float(episode["reward"].sum())))
         driver.run(RandomPolicy(env.act_space, 1, seed=config.seed), episodes=episodes)
     return returns[:episodes]
-
-
-def move_aside(logdir: Path) -> Path | None:
-    """Renames an existing run directory to ``<name>.old-<time>`` so a new run starts clean."""
-    if not logdir.exists():
-        return None
-    target = logdir.with_name(f"{logdir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-    logdir.rename(target)
-    return target
 
 
 def _to_device(value: Any, device: torch.device) -> Any:

@@ -494,7 +494,7 @@ class Dreamer(nn.Module):
     def from_config(cls, config: Config) -> Dreamer:
         """Builds an agent for the environment a full configuration names."""
         from dreamworld.run.driver import vector_env
-        from dreamworld.run.train import pick_device
+        from dreamworld.run.system import pick_device
 
         with vector_env(config.env, num_envs=1, parallel="serial") as env:
             agent = cls(config.dreamer, env.obs_space, env.act_space, pick_device(config.dreamer.device))
@@ -535,7 +535,7 @@ class Dreamer(nn.Module):
         """
         from dreamworld.config import config_from_dict
         from dreamworld.run.checkpoint import load_checkpoint
-        from dreamworld.run.train import pick_device
+        from dreamworld.run.system import pick_device
 
         state = load_checkpoint(path, kind=CHECKPOINT_KIND)
         config = config_from_dict(state["run_config"])

@@ -1,0 +1,290 @@
+"""Stage 4, ``train-controller``: evolve the linear controller (C) with CMA-ES.
+
+Each generation asks CMA-ES (the ``cma`` package) for ``pop_size`` candidates, runs ``n_samples``
+rollouts of each (in the real environment, or all at once inside the MDN-RNN dream), and tells it
+their mean returns. Every ``eval_every`` generations the CMA-ES mean is evaluated on
+``eval_rollouts`` real episodes; the best evaluated controller is kept in ``best.pt``, and training
+stops when its return reaches ``target_return``.
+
+Controllers live in their own directory per variant, so that the variants can be compared:
+``controller`` ([z, h] in the real environment), ``controller-z`` (``--no-memory``),
+``controller-dream`` and ``controller-z-dream``. Each resumes from its ``checkpoint.pt``, which holds
+the CMA-ES state.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from dreamworld.algos.world_models.mdnrnn_stage import CACHE_NAME, load_mdnrnn
+from dreamworld.algos.world_models.mdnrnn_stage import STAGE_DIR as MDNRNN_DIR
+from dreamworld.algos.world_models.rollouts import Agent, dream_rollouts, real_rollouts
+from dreamworld.algos.world_models.vae_stage import load_vae
+from dreamworld.config import Config, EnvConfig
+from dreamworld.envs.parallel import VectorEnv
+from dreamworld.errors import CheckpointError, DreamworldError
+from dreamworld.models.controller import LinearController
+from dreamworld.run.checkpoint import CHECKPOINT_NAME, load_checkpoint, move_aside, save_checkpoint
+from dreamworld.run.driver import vector_env
+from dreamworld.run.logger import Logger
+from dreamworld.run.seeding import rng_state, set_rng_state
+
+KIND = "worldmodels-controller"
+BEST_NAME = "best.pt"
+
+
+def controller_dir(logdir: Path, memory: bool, dream: bool) -> Path:
+    """The directory of one controller variant."""
+    return Path(logdir) / ("controller" + ("" if memory else "-z") + ("-dream" if dream else ""))
+
+
+@dataclass
+class ControllerResult:
+    """The best controller found and its real evaluation return."""
+
+    directory: Path
+    best_return: float
+    generations: int
+
+
+def build_agent(config: Config, memory: bool, need_mdnrnn: bool, act_space: Any, device: Any) -> Agent:
+    """V, M (when needed) and an untrained C for the experiment in ``config.logdir``."""
+    logdir = Path(config.logdir)
+    vae, _ = load_vae(logdir, device)
+    mdnrnn = load_mdnrnn(logdir, device)[0] if need_mdnrnn or memory else None
+    discrete = int(act_space.n) if hasattr(act_space, "n") else 0
+    actions = discrete or int(np.prod(act_space.shape))
+    inp = vae.z + (mdnrnn.hidden if memory and mdnrnn is not None else 0)
+    controller = LinearController(inp, actions, discrete=bool(discrete))
+    clip_brake = config.env.name == "carracing" and not discrete
+    return Agent(vae, mdnrnn, controller, memory, discrete, clip_brake)
+
+
+def fitness_env(config: Config, workers: int) -> VectorEnv:
+    """The real environments of fitness rollouts: images, the controller's time limit."""
+    env = config.env
+    options = {
+        **env.__dict__,
+        "obs": "image",
+        "envs": workers,
+        "time_limit": config.worldmodels.controller.time_limit,
+    }
+    return vector_env(EnvConfig(**options))
+
+
+def initial_latents(logdir: Path, count: int, rng: np.random.Generator) -> torch.Tensor:
+    """``count`` first latents of dreams: posteriors of real first frames, sampled."""
+    with np.load(Path(logdir) / MDNRNN_DIR / CACHE_NAME, allow_pickle=False) as data:
+        firsts = data["offsets"][:-1]
+        chosen = rng.choice(firsts, size=count)
+        mean, logstd = data["mean"][chosen], data["logstd"][chosen]
+    return torch.as_tensor(mean + np.exp(logstd) * rng.standard_normal(mean.shape), dtype=torch.float32)
+
+
+def train_controller(
+    config: Config, noreload: bool = False, display: bool = False, device: Any = "cpu"
+) -> ControllerResult:
+    """Evolves the controller as ``config.worldmodels.controller`` says; resumes its directory."""
+    options = config.worldmodels.controller
+    logdir = Path(config.logdir)
+    directory = controller_dir(logdir, options.memory, options.dream)
+    console = Console()
+    if noreload and (moved := move_aside(directory)) is not None:
+        console.print(f"moved the previous {directory.name} to {moved}")
+    directory.mkdir(parents=True, exist_ok=True)
+    with fitness_env(config, options.workers) as env:
+        agent = build_agent(config, options.memory, options.dream, env.act_space, device)
+        evolution = _Evolution(config, agent, directory, device)
+        return evolution.run(env, display, console)
+
+
+class _Evolution:
+    """CMA-ES over the controller's parameters, with its checkpoint."""
+
+    def __init__(self, config: Config, agent: Agent, directory: Path, device: Any) -> None:
+        import cma
+
+        self.config, self.agent, self.directory, self.device = config, agent, directory, device
+        self.options = config.worldmodels.controller
+        self.generation, self.best_return = 0, -float("inf")
+        self.best_params: torch.Tensor | None = None
+        self.rng = np.random.default_rng(config.seed)
+        size = agent.controller.size
+        self.es = cma.CMAEvolutionStrategy(
+            np.zeros(size),
+            self.options.sigma,
+            {"popsize": self.options.pop_size, "seed": config.seed + 1, "verbose": -9},
+        )
+        if (directory / CHECKPOINT_NAME).exists():
+            self._resume()
+
+    def run(self, env: VectorEnv, display: bool, console: Console) -> ControllerResult:
+        options = self.options
+        if self.best_return >= options.target_return:
+            console.print(f"{self.directory.name}: target reached before ({self.best_return:.1f})")
+            return self._result()
+        log = self.config.log
+        with Logger(
+            self.directory,
+            total_steps=options.generations,
+            tensorboard=log.tensorboard,
+            progress=log.progress,
+        ) as logger:
+            while self.generation < options.generations and self.best_return < options.target_return:
+                solutions = self.es.ask()
+                fitness = self._fitness(env, np.asarray(solutions))
+                self.es.tell(solutions, (-fitness).tolist())  # CMA-ES minimises
+                self.generation += 1
+                logger.add(
+                    {
+                        "fitness_mean": float(fitness.mean()),
+                        "fitness_best": float(fitness.max()),
+                        "fitness_worst": float(fitness.min()),
+                        "sigma": float(self.es.sigma),
+                    },
+                    prefix="controller/",
+                )
+                if self.generation % options.eval_every == 0 or self.generation == options.generations:
+                    self._evaluate(env, logger, console, display)
+                logger.write(self.generation)
+                self._save()
+        return self._result()
+
+    def _fitness(self, env: VectorEnv, solutions: np.ndarray) -> np.ndarray:
+        options = self.options
+        population = torch.as_tensor(solutions, dtype=torch.float32, device=self.device)
+        jobs = np.repeat(np.arange(len(solutions)), options.n_samples)
+        seed = int(self.rng.integers(2**31))
+        if options.dream:
+            z0 = initial_latents(Path(self.config.logdir), len(jobs), self.rng).to(self.device)
+            seeds = seed + np.arange(len(jobs))
+            returns = dream_rollouts(
+                self.agent,
+                population,
+                jobs,
+                z0,
+                seeds,
+                options.time_limit,
+                options.temperature,
+                options.dream_reward,
+                options.dream_done,
+            )
+        else:
+            returns, _ = real_rollouts(env, self.agent, population, jobs, seed, patience=options.patience)
+        return returns.reshape(len(solutions), options.n_samples).mean(1)
+
+    def _evaluate(self, env: VectorEnv, logger: Logger, console: Console, display: bool) -> None:
+        """Runs the CMA-ES mean in the real environment; keeps it if it beats the best so far."""
+        mean = torch.as_tensor(self.es.mean, dtype=torch.float32, device=self.device).unsqueeze(0)
+        jobs = np.zeros(self.options.eval_rollouts, np.int64)
+        returns, frames = real_rollouts(
+            env, self.agent, mean, jobs, seed=int(self.rng.integers(2**31)), record=True
+        )
+        score = float(returns.mean())
+        logger.scalar("controller/eval_return", score)
+        logger.scalar("controller/eval_return_std", float(returns.std()))
+        if frames is not None:
+            path = logger.video("controller/eval_video", frames, step=self.generation)
+            if display:
+                _display(frames, path, console)
+        if score > self.best_return:
+            self.best_return, self.best_params = score, mean[0].cpu()
+            state = {
+                "params": self.best_params,
+                "return": score,
+                "return_std": float(returns.std()),
+                "generation": self.generation,
+                "spec": self._spec(),
+            }
+            save_checkpoint(self.directory / BEST_NAME, state, kind=KIND)
+        console.print(
+            f"{self.directory.name} generation {self.generation}: evaluation {score:.1f} "
+            f"± {returns.std():.1f} over {len(returns)} episodes (best {self.best_return:.1f})"
+        )
+
+    def _spec(self) -> dict[str, Any]:
+        agent = self.agent
+        return {
+            "inp": agent.controller.inp,
+            "actions": agent.controller.actions,
+            "discrete": agent.discrete,
+            "memory": agent.memory,
+            "clip_brake": agent.clip_brake,
+        }
+
+    def _save(self) -> None:
+        state = {
+            "generation": self.generation,
+            "best_return": self.best_return,
+            "best_params": self.best_params,
+            "es": pickle.dumps(self.es),
+            "rng": self.rng.bit_generator.state,
+            "global_rng": rng_state(),
+            "spec": self._spec(),
+        }
+        save_checkpoint(self.directory / CHECKPOINT_NAME, state, kind=KIND)
+
+    def _resume(self) -> None:
+        state = load_checkpoint(self.directory / CHECKPOINT_NAME, kind=KIND)
+        if state["spec"] != self._spec():
+            raise DreamworldError(
+                f"{self.directory} holds a controller with other settings; keep them or use --noreload"
+            )
+        self.es = _load_es(state["es"], self.directory)
+        self.generation, self.best_return = state["generation"], state["best_return"]
+        self.best_params = state["best_params"]
+        self.rng.bit_generator.state = state["rng"]
+        set_rng_state(state["global_rng"])
+
+    def _result(self) -> ControllerResult:
+        return ControllerResult(self.directory, self.best_return, self.generation)
+
+
+class _CMAUnpickler(pickle.Unpickler):
+    """Rebuilds only CMA-ES state: classes of ``cma``, numpy and a few builtins, nothing else."""
+
+    _ALLOWED_MODULES = ("cma", "numpy", "collections", "copyreg", "_codecs")
+    _ALLOWED_BUILTINS = frozenset(
+        {"dict", "list", "tuple", "set", "frozenset", "object", "slice", "complex", "range"}
+    )
+
+    def find_class(self, module: str, name: str) -> Any:
+        root = module.split(".")[0]
+        if root in self._ALLOWED_MODULES or (module == "builtins" and name in self._ALLOWED_BUILTINS):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a CMA-ES state")
+
+
+def _load_es(data: bytes, directory: Path) -> Any:
+    try:
+        return _CMAUnpickler(io.BytesIO(data)).load()
+    except Exception as error:
+        raise CheckpointError(
+            f"the CMA-ES state in {directory / CHECKPOINT_NAME} cannot be read ({error}); "
+            "start the controller over with --noreload"
+        ) from None
+
+
+def _display(frames: np.ndarray, path: Path, console: Console) -> None:
+    """Shows the best candidate's rollout in a window when a display exists, else names the video."""
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        console.print(f"no display found; the rollout of the best candidate is in {path}")
+        return
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots()
+    image = axis.imshow(frames[0])
+    axis.set_axis_off()
+    for frame in frames[::2]:
+        image.set_data(frame)
+        plt.pause(0.001)
+    plt.close(figure)

@@ -1,0 +1,80 @@
+"""Stage 5, ``test``: the best controller of a variant on real episodes, with mean, spread and videos."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dreamworld.algos.world_models.controller_stage import BEST_NAME, KIND, build_agent, controller_dir
+from dreamworld.algos.world_models.rollouts import real_rollouts
+from dreamworld.config import Config, EnvConfig
+from dreamworld.errors import DreamworldError
+from dreamworld.run.checkpoint import load_checkpoint
+from dreamworld.run.driver import vector_env
+from dreamworld.run.logger import Logger
+
+RESULT_NAME = "test.json"
+
+
+@dataclass
+class TestResult:
+    """Returns of the test episodes; also written to ``<controller dir>/test.json``."""
+
+    returns: list[float]
+    video: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+
+def test_controller(
+    config: Config,
+    episodes: int,
+    memory: bool = True,
+    dream: bool = False,
+    video: bool = False,
+    workers: int | None = None,
+    device: Any = "cpu",
+) -> TestResult:
+    """Runs the best controller of a variant for ``episodes`` real episodes (the task's own length).
+
+    Raises:
+        DreamworldError: That variant has no trained controller yet.
+    """
+    directory = controller_dir(Path(config.logdir), memory, dream)
+    if not (directory / BEST_NAME).exists():
+        flags = ("" if memory else " --no-memory") + (" --dream" if dream else "")
+        command = f"dreamworld worldmodels train-controller{flags}"
+        raise DreamworldError(f"no trained controller in {directory}; run `{command}` first")
+    best = load_checkpoint(directory / BEST_NAME, kind=KIND)
+    env_options = {
+        **config.env.__dict__,
+        "obs": "image",
+        "envs": workers or config.worldmodels.controller.workers,
+    }
+    with vector_env(EnvConfig(**env_options)) as env:
+        agent = build_agent(config, best["spec"]["memory"], False, env.act_space, device)
+        population = best["params"].to(device, torch.float32).unsqueeze(0)
+        jobs = np.zeros(episodes, np.int64)
+        returns, frames = real_rollouts(env, agent, population, jobs, seed=config.seed + 777, record=video)
+    result = TestResult([float(value) for value in returns])
+    with Logger(directory / "test", tensorboard=config.log.tensorboard, progress=False) as logger:
+        if frames is not None:
+            result.video = logger.video("test/video", frames, step=int(best["generation"]))
+        logger.scalar("test/return", result.mean)
+        logger.scalar("test/return_std", result.std)
+        logger.write(int(best["generation"]))
+    record = {"mean": result.mean, "std": result.std, "episodes": episodes, "returns": result.returns}
+    (directory / RESULT_NAME).write_text(json.dumps(record, indent=1))
+    return result

@@ -1,0 +1,1 @@
+"""Tools around trained runs: report pages, plots, evaluation."""
