@@ -19,7 +19,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -250,18 +250,54 @@ class _Evolution:
 
 
 class _CMAUnpickler(pickle.Unpickler):
-    """Rebuilds only CMA-ES state: classes of ``cma``, numpy and a few builtins, nothing else."""
+    """Rebuilds a CMA-ES state and nothing else.
 
-    _ALLOWED_MODULES = ("cma", "numpy", "collections", "copyreg", "_codecs")
-    _ALLOWED_BUILTINS = frozenset(
-        {"dict", "list", "tuple", "set", "frozenset", "object", "slice", "complex", "range"}
-    )
+    ``cma`` objects are only picklable as a whole, so the checkpoint holds them pickled; this reader
+    accepts exactly the classes such a pickle names (checked against cma 3.3 - 4.x) and the one
+    attribute lookup it makes (the sampler's ``RandomState.randn``). Any other global, such as a
+    function of ``os`` or ``builtins.eval``, is refused before anything is called.
+    """
+
+    _ALLOWED: ClassVar[dict[str, set[str]]] = {
+        "cma.boundary_handler": {"BoundNone", "BoundTransform", "BoundPenalty"},
+        "cma.evolution_strategy": {
+            "CMAEvolutionStrategy", "_CMASolutionDict_functional", "_CMAStopDict", "_StopTolXStagnation",
+            "_pass",
+        },
+        "cma.logger": {"CMADataLogger"},
+        "cma.optimization_tools": {"BestSolution"},
+        "cma.options_parameters": {"CMAOptions", "CMAParameters", "is_feasible"},
+        "cma.recombination_weights": {"RecombinationWeights"},
+        "cma.sampler": {"GaussFullSampler", "GaussStandardConstant"},
+        "cma.sigma_adaptation": {
+            "CMAAdaptSigmaCSA", "CMAAdaptSigmaTPA", "CMAAdaptSigmaNone", "_TPAParameters",
+        },
+        "cma.transformations": {"DiagonalDecoding", "GenoPheno", "RoundIntegerVariables"},
+        "cma.utilities.utils": {
+            "BlancClass", "DictFromTagsInString", "ElapsedWCTime", "MoreToWrite", "SolutionDict",
+        },
+        "numpy": {"dtype", "ndarray"},
+        "numpy.core.multiarray": {"_reconstruct", "scalar"},
+        "numpy._core.multiarray": {"_reconstruct", "scalar"},
+        "numpy.linalg": {"eigh"},
+        "numpy.random._mt19937": {"MT19937"},
+        "numpy.random._pickle": {"__bit_generator_ctor", "__randomstate_ctor"},
+        "collections": {"OrderedDict", "defaultdict"},
+        "builtins": {"range", "slice", "set", "frozenset", "complex", "bytearray"},
+    }  # fmt: skip
 
     def find_class(self, module: str, name: str) -> Any:
-        root = module.split(".")[0]
-        if root in self._ALLOWED_MODULES or (module == "builtins" and name in self._ALLOWED_BUILTINS):
+        if (module, name) == ("builtins", "getattr"):
+            return _sampler_getattr
+        if name in self._ALLOWED.get(module, ()):
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"{module}.{name} is not part of a CMA-ES state")
+
+
+def _sampler_getattr(obj: Any, name: str) -> Any:
+    if isinstance(obj, np.random.RandomState) and name in ("randn", "rand", "standard_normal"):
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(f"attribute {name} of {type(obj).__name__} is not part of a CMA-ES state")
 
 
 def _load_es(data: bytes, directory: Path) -> Any:

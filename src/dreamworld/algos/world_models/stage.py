@@ -86,7 +86,7 @@ class EpochLoop:
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, factor=0.5, patience=schedule.lr_patience
         )
-        self.epoch, self.best_loss, self.bad_epochs, self.finished = 0, float("inf"), 0, False
+        self.epoch, self.best_loss, self.bad_epochs, self.stopped = 0, float("inf"), 0, False
         self.model_id = ""
         self.logger_options = logger
         if (directory / CHECKPOINT_NAME).exists():
@@ -106,13 +106,13 @@ class EpochLoop:
             report: Called after each epoch to add images to the logger.
         """
         name = self.directory.name
-        if self.finished:
+        if self.stopped or self.epoch >= self.schedule.epochs:
             self.console.print(
                 f"{name}: already trained ({self.epoch} epochs, best held-out loss {self.best_loss:.4g})"
             )
             return self._result()
         with Logger(self.directory, total_steps=self.schedule.epochs, **self.logger_options) as logger:
-            while self.epoch < self.schedule.epochs and not self.finished:
+            while self.epoch < self.schedule.epochs and not self.stopped:
                 metrics = train_epoch()
                 loss = evaluate()
                 self.epoch += 1
@@ -122,9 +122,7 @@ class EpochLoop:
                     self._save_best()
                 else:
                     self.bad_epochs += 1
-                self.finished = (
-                    self.bad_epochs >= self.schedule.patience or self.epoch >= self.schedule.epochs
-                )
+                self.stopped = self.bad_epochs >= self.schedule.patience
                 logger.add(metrics, prefix=f"{name}/")
                 logger.scalar(f"{name}/holdout_loss", loss)
                 logger.scalar(f"{name}/lr", self.optimizer.param_groups[0]["lr"])
@@ -149,7 +147,7 @@ class EpochLoop:
             "epoch": self.epoch,
             "best_loss": self.best_loss,
             "bad_epochs": self.bad_epochs,
-            "finished": self.finished,
+            "stopped": self.stopped,
             "model_id": self.model_id,
             "spec": self.spec,
             "rng": rng_state(),
@@ -177,9 +175,9 @@ class EpochLoop:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.best_loss = state["epoch"], state["best_loss"]
-        self.bad_epochs, self.finished, self.model_id = (
+        self.bad_epochs, self.stopped, self.model_id = (
             state["bad_epochs"],
-            state["finished"],
+            state["stopped"],
             state["model_id"],
         )
         set_rng_state(state["rng"])

@@ -1,0 +1,313 @@
+"""World Models: mixture math, the three models, CMA-ES, dreams, stage resumption, the whole pipeline.
+
+One tiny experiment on real CarRacing rollouts (4 rollouts of 40 steps) is built once per module by the
+command line; tests that change it work on copies.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from dreamworld.algos.world_models.controller_stage import _CMAUnpickler, _Evolution, build_agent
+from dreamworld.algos.world_models.rollouts import Agent, dream_rollouts, real_rollouts
+from dreamworld.cli import main
+from dreamworld.config import load_config
+from dreamworld.errors import CheckpointError
+from dreamworld.models.controller import LinearController
+from dreamworld.models.mdn_rnn import MDNRNN
+from dreamworld.models.vae import VAE
+from dreamworld.nn.functional import mixture_log_prob, mixture_sample
+from dreamworld.run.checkpoint import load_checkpoint
+
+TINY = {
+    "--log.progress": "false",
+    "--worldmodels.vae.depth": "8",
+    "--worldmodels.vae.batch": "16",
+    "--worldmodels.vae.epochs": "1",
+    "--worldmodels.mdnrnn.hidden": "16",
+    "--worldmodels.mdnrnn.length": "8",
+    "--worldmodels.mdnrnn.batch": "4",
+    "--worldmodels.mdnrnn.epochs": "1",
+    "--worldmodels.controller.time_limit": "25",
+    "--worldmodels.controller.eval_every": "1",
+    "--worldmodels.controller.eval_rollouts": "2",
+    "--worldmodels.controller.workers": "2",
+}
+
+
+def flags(**extra: str) -> list[str]:
+    merged = {**TINY, **{f"--{key.replace('__', '.')}": value for key, value in extra.items()}}
+    return [item for pair in merged.items() for item in pair]
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    """A collected, VAE- and MDN-RNN-trained tiny CarRacing experiment."""
+    logdir = tmp_path_factory.mktemp("wm") / "exp"
+    base = ["worldmodels", "collect", "--logdir", str(logdir), "--rollouts", "4", "--workers", "2"]
+    assert main([*base, "--env.time_limit", "40", *flags()]) == 0
+    assert main(["worldmodels", "train-vae", "--logdir", str(logdir), *flags()]) == 0
+    assert main(["worldmodels", "train-mdnrnn", "--logdir", str(logdir), *flags()]) == 0
+    return logdir
+
+
+@pytest.fixture
+def copy(experiment, tmp_path):
+    target = tmp_path / "exp"
+    shutil.copytree(experiment, target)
+    return target
+
+
+def test_mixture_log_prob_equals_brute_force():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, generator=gen)
+    logits, mean, logstd = (torch.randn(6, 5, generator=gen) for _ in range(3))
+    weights = torch.softmax(logits, -1)
+    brute = []
+    for i in range(6):
+        density = 0.0
+        for k in range(5):
+            std = math.exp(logstd[i, k])
+            density += (
+                weights[i, k]
+                * math.exp(-0.5 * ((x[i] - mean[i, k]) / std) ** 2)
+                / (std * math.sqrt(2 * math.pi))
+            )
+        brute.append(math.log(density))
+    torch.testing.assert_close(
+        mixture_log_prob(x, logits, mean, logstd), torch.tensor(brute), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_mixture_sample_at_low_temperature_is_the_mode_and_matches_weights_at_one():
+    logits = torch.tensor([[0.0, 2.0, -1.0]])
+    mean = torch.tensor([[-3.0, 1.5, 4.0]])
+    logstd = torch.zeros(1, 3)
+    gen = torch.Generator().manual_seed(0)
+    n = 20_000
+    uniform, normal = torch.rand(n, generator=gen), torch.randn(n, generator=gen)
+    cold = mixture_sample(logits.expand(n, 3), mean.expand(n, 3), logstd.expand(n, 3), 1e-4, uniform, normal)
+    assert (cold - 1.5).abs().max() < 0.05
+    warm = mixture_sample(logits.expand(n, 3), mean.expand(n, 3), logstd.expand(n, 3), 1.0, uniform, normal)
+    assert abs(warm.mean().item() - (torch.softmax(logits, -1) * mean).sum().item()) < 0.05
+
+
+def test_vae_and_mdnrnn_shapes():
+    vae = VAE(64, 3, z=32, depth=8)
+    mean, logstd = vae.encode(torch.zeros(5, 64, 64, 3, dtype=torch.uint8))
+    assert mean.shape == logstd.shape == (5, 32) and vae.decode(mean).shape == (5, 64, 64, 3)
+    model = MDNRNN(z=32, actions=3, hidden=24, mixtures=5)
+    prediction, state = model(torch.zeros(2, 7, 32), torch.zeros(2, 7, 3))
+    assert prediction.logits.shape == (2, 7, 32, 5) and prediction.reward.shape == (2, 7)
+    step, _ = model.step(torch.zeros(2, 32), torch.zeros(2, 3), state)
+    assert step.mean.shape == (2, 32, 5) and state[0].shape == (1, 2, 24)
+
+
+def test_mdnrnn_step_equals_the_sequence_run():
+    torch.manual_seed(0)
+    model = MDNRNN(z=4, actions=2, hidden=8, mixtures=3)
+    z, action = torch.randn(3, 6, 4), torch.randn(3, 6, 2)
+    whole, _ = model(z, action)
+    state = model.initial(3)
+    for t in range(6):
+        step, state = model.step(z[:, t], action[:, t], state)
+        torch.testing.assert_close(step.mean, whole.mean[:, t])
+
+
+def test_vae_loss_falls_on_real_carracing_frames(experiment):
+    from dreamworld.algos.world_models.data import load_frames, split_rollouts
+
+    frames = load_frames(split_rollouts(experiment, 0.0)[0], 200)
+    torch.manual_seed(0)
+    vae = VAE(64, 3, z=8, depth=8)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    batch = torch.as_tensor(frames[:32])
+    losses = []
+    for _ in range(30):
+        loss, _ = vae.loss(batch, kl_free=0.0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.75 * np.mean(losses[:3])
+
+
+def test_controller_flatten_unflatten_and_batched_members():
+    controller = LinearController(inp=5, actions=3)
+    assert controller.size == 18
+    params = torch.randn(4, 18)
+    weight, bias = controller.unflatten(params)
+    assert torch.equal(controller.flatten(weight, bias), params)
+    x = torch.randn(6, 5)
+    member = torch.tensor([0, 3, 1, 1, 2, 0])
+    out = controller.act(params, x, member)
+    for i in range(6):
+        expected = torch.tanh(x[i] @ weight[member[i]] + bias[member[i]])
+        torch.testing.assert_close(out[i], expected)
+    discrete = LinearController(inp=5, actions=3, discrete=True)
+    assert discrete.act(params, x, member).dtype == torch.int64
+
+
+def test_batched_dream_equals_rollouts_run_one_by_one():
+    torch.manual_seed(0)
+    mdnrnn = MDNRNN(z=4, actions=2, hidden=8, mixtures=3)
+    controller = LinearController(inp=12, actions=2)
+    agent = Agent(VAE(16, 3, z=4, depth=4), mdnrnn, controller, memory=True)
+    population = torch.randn(3, controller.size) * 0.5
+    jobs = np.array([0, 1, 2, 2, 1])
+    z0 = torch.randn(5, 4)
+    seeds = np.arange(5) + 100
+    for done in ("threshold", "sample"):
+        together = dream_rollouts(agent, population, jobs, z0, seeds, 30, 1.15, "survival", done)
+        alone = [
+            dream_rollouts(
+                agent,
+                population,
+                jobs[i : i + 1],
+                z0[i : i + 1],
+                seeds[i : i + 1],
+                30,
+                1.15,
+                "survival",
+                done,
+            )[0]
+            for i in range(5)
+        ]
+        np.testing.assert_allclose(together, alone, rtol=1e-6)
+    model = dream_rollouts(agent, population, jobs, z0, seeds, 30, 1.15, "model")
+    assert model.shape == (5,) and np.isfinite(model).all()
+
+
+def test_cma_es_improves_a_known_fitness(copy):
+    """The stage's CMA-ES loop, with fitness = -|params - target|^2, moves its mean to the target."""
+    overrides = {
+        "logdir": str(copy),
+        "worldmodels.controller.pop_size": "12",
+        "worldmodels.controller.generations": "80",
+        "worldmodels.controller.eval_every": "1000",
+        "worldmodels.controller.eval_rollouts": "1",
+        "worldmodels.controller.time_limit": "5",
+        "log.progress": "false",
+    }
+    config = load_config(["worldmodels"], overrides=overrides)
+    from rich.console import Console
+
+    from dreamworld.algos.world_models.controller_stage import fitness_env
+
+    with fitness_env(config, 1) as env:
+        agent = build_agent(config, False, False, env.act_space, "cpu")
+        evolution = _Evolution(config, agent, copy / "controller-test", "cpu")
+        target = np.linspace(-0.3, 0.3, agent.controller.size)
+        evolution._fitness = lambda env, solutions: -np.square(solutions - target).sum(1)  # type: ignore[method-assign]
+        before = np.square(evolution.es.mean - target).sum()
+        result = evolution.run(env, display=False, console=Console(quiet=True))
+        after = np.square(evolution.es.mean - target).sum()
+    assert result.generations == 80 and after < 0.2 * before
+
+
+def test_cma_state_is_restored_and_foreign_pickles_are_refused():
+    import cma
+
+    es = cma.CMAEvolutionStrategy(np.zeros(5), 0.1, {"popsize": 6, "seed": 1, "verbose": -9})
+    es.tell(es.ask(), list(range(6)))
+    restored = _CMAUnpickler(__import__("io").BytesIO(pickle.dumps(es))).load()
+    np.testing.assert_array_equal(restored.mean, es.mean)
+    np.testing.assert_array_equal(np.asarray(restored.ask()), np.asarray(es.ask()))
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("owned",))
+
+    from dreamworld.algos.world_models.controller_stage import _load_es
+
+    with pytest.raises(CheckpointError, match="--noreload"):
+        _load_es(pickle.dumps(Evil()), __import__("pathlib").Path("x"))
+
+
+def test_real_rollouts_finish_every_job_and_give_up_on_stalls(experiment):
+    overrides = {"logdir": str(experiment), "worldmodels.controller.time_limit": "20"}
+    config = load_config(["worldmodels"], overrides=overrides)
+    from dreamworld.algos.world_models.controller_stage import fitness_env
+
+    with fitness_env(config, 2) as env:
+        agent = build_agent(config, True, False, env.act_space, "cpu")
+        population = torch.zeros(2, agent.controller.size)
+        population[1, -2] = -5.0  # gas pinned at 0 (tanh(-5) -> 0 after the suite's rescale)
+        jobs = np.array([0, 1, 0, 1, 1])
+        returns, frames = real_rollouts(env, agent, population, jobs, seed=0, record=True)
+        assert returns.shape == (5,) and frames is not None and 2 <= len(frames) <= 26
+        stalled, _ = real_rollouts(env, agent, population, jobs, seed=0, patience=3)
+        assert np.all(stalled[[1, 3, 4]] > returns[[1, 3, 4]] - 1e-6)  # fewer -0.1 steps after giving up
+
+
+def test_stages_resume_and_noreload_starts_over(copy, capsys):
+    vae = ["worldmodels", "train-vae", "--logdir", str(copy)]
+    assert main([*vae, *flags(worldmodels__vae__epochs="2")]) == 0
+    state = load_checkpoint(copy / "vae" / "checkpoint.pt", kind="worldmodels-vae")
+    assert state["epoch"] == 2  # one epoch from the fixture, one more now
+    assert main([*vae, *flags(worldmodels__vae__epochs="2")]) == 0
+    assert "already trained" in capsys.readouterr().out
+    assert main([*vae, "--noreload", *flags(worldmodels__vae__epochs="1")]) == 0
+    assert load_checkpoint(copy / "vae" / "checkpoint.pt", kind="worldmodels-vae")["epoch"] == 1
+    assert list(copy.glob("vae.old-*"))
+    controller = [
+        "worldmodels",
+        "train-controller",
+        "--logdir",
+        str(copy),
+        "--pop-size",
+        "4",
+        "--n-samples",
+        "1",
+    ]
+    assert main(["worldmodels", "train-mdnrnn", "--logdir", str(copy), "--noreload", *flags()]) == 0
+    assert main([*controller, "--generations", "1", *flags()]) == 0
+    assert main([*controller, "--generations", "2", *flags()]) == 0
+    state = load_checkpoint(copy / "controller" / "checkpoint.pt", kind="worldmodels-controller")
+    assert state["generation"] == 2
+
+
+def test_a_tiny_pipeline_runs_end_to_end_and_writes_the_report(copy, capsys):
+    common = ["--logdir", str(copy), *flags()]
+    controller = [
+        "worldmodels",
+        "train-controller",
+        "--pop-size",
+        "4",
+        "--n-samples",
+        "1",
+        "--generations",
+        "1",
+    ]
+    assert main([*controller, *common]) == 0
+    assert main([*controller, "--no-memory", *common]) == 0
+    assert main([*controller, "--dream", "--temperature", "1.15", *common]) == 0
+    assert main(["worldmodels", "test", "--episodes", "2", "--video", "--env.time_limit", "20", *common]) == 0
+    assert (
+        main(["worldmodels", "test", "--episodes", "2", "--no-memory", "--env.time_limit", "20", *common])
+        == 0
+    )
+    assert "test return" in capsys.readouterr().out
+    assert main(["worldmodels", "report", *common]) == 0
+    report = copy / "report"
+    html = (report / "index.html").read_text()
+    for name in (
+        "vae_loss.png",
+        "reconstructions.png",
+        "dream.gif",
+        "controller_fitness.png",
+        "controller-z_fitness.png",
+    ):
+        assert (report / name).stat().st_size > 0 and name in html
+    assert "z only" in html and "[z, h]" in html
+
+
+def test_missing_stage_is_a_one_line_error(tmp_path, capsys):
+    assert main(["worldmodels", "train-vae", "--logdir", str(tmp_path)]) == 2
+    assert "worldmodels collect" in capsys.readouterr().err
