@@ -28,6 +28,8 @@ CASES = [
     ("atari/pong", {"gray": True}, {"image": (64, 64, 1)}),
     ("carracing", {}, {"image": (64, 64, 3)}),
     ("carracing", {"discrete": True}, {"image": (64, 64, 3)}),
+    ("vizdoom/take-cover", {}, {"image": (64, 64, 3)}),
+    ("vizdoom/take-cover", {"gray": True, "size": 32}, {"image": (32, 32, 1)}),
 ]
 
 
@@ -200,6 +202,7 @@ def test_bad_options_raise_env_error(name: str, options: dict[str, Any], message
         (("dm_control", "dm_control.suite"), "dmc/walker-walk", "dmc"),
         (("ale_py",), "atari/pong", "atari"),
         (("Box2D",), "carracing", "box2d"),
+        (("vizdoom",), "vizdoom/take-cover", "vizdoom"),
     ],
 )
 def test_missing_extra_names_it(
@@ -216,7 +219,7 @@ def test_missing_extra_names_it(
 
 def test_suite_table_lists_every_suite_installed_here() -> None:
     rows = {row.name: row for row in suite_table()}
-    assert set(rows) == {"gym", "dmc", "atari", "carracing"}
+    assert set(rows) == {"gym", "dmc", "atari", "carracing", "vizdoom"}
     assert all(row.installed and row.examples and row.description for row in rows.values())
     assert rows["dmc"].install == "pip install 'dreamworld[dmc]'"
 
@@ -334,3 +337,21 @@ def test_box2d_has_no_snapshot() -> None:
     with make_vector_env("carracing", 1, parallel="serial") as env:
         env.reset(seed=0)
         assert env.get_states() is None
+
+
+def test_vizdoom_take_cover_ends_at_death_or_the_2100_step_cap() -> None:
+    env = make_env("vizdoom/take-cover")
+    assert env.act_space == gym.spaces.Discrete(3)  # stay, left, right
+    obs, steps = env.reset(seed=1), 0
+    while not obs["is_last"]:
+        obs = env.step(steps % 3)
+        steps += 1
+        assert obs["reward"] == 1.0
+    assert obs["is_terminal"] and steps < 2100  # standing around gets the player killed
+    env.close()
+    capped = make_env("vizdoom/take-cover", time_limit=5)
+    obs = capped.reset(seed=1)
+    for _ in range(5):
+        obs = capped.step(0)
+    assert obs["is_last"] and not obs["is_terminal"]
+    capped.close()

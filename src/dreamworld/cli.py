@@ -137,6 +137,7 @@ def _worldmodels_parser(commands: Any) -> None:
     test = stage("test", "stage 5: the best controller on real episodes: mean, std, videos")
     test.add_argument("--episodes", dest="worldmodels.test_episodes", metavar="N")
     test.add_argument("--video", action="store_true", help="write a video of the first episode")
+    test.add_argument("--temperature", dest="worldmodels.controller.temperature", metavar="TAU")
     _variant_flags(test)
     stage("report", "one page with the curves, reconstructions, a dream and the test returns")
 
@@ -224,6 +225,7 @@ def _wm_test(args: argparse.Namespace, config: Any) -> int:
         options.test_episodes,
         options.controller.memory,
         options.controller.dream,
+        options.controller.temperature,
         args.video,
         device=_wm_device(config),
     )

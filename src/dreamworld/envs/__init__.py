@@ -12,6 +12,7 @@ suite          ids                                    natural observation     ex
 ``dmc``        ``dmc/<domain>-<task>``                ``vector``              ``dmc``
 ``atari``      ``atari/<game>`` (snake_case)          ``image``               ``atari``
 ``carracing``  ``carracing``                          ``image``               ``box2d``
+``vizdoom``    ``vizdoom/<scenario>``                 ``image``               ``vizdoom``
 =============  =====================================  ======================  =========
 """
 
@@ -68,6 +69,13 @@ _SUITES = {
         "box2d",
         ("carracing",),
         "Box2D CarRacing-v3 from top-down pixels, the World Models task",
+    ),
+    "vizdoom": _Suite(
+        "dreamworld.envs.vizdoom:make",
+        ("vizdoom",),
+        "vizdoom",
+        ("vizdoom/take-cover", "vizdoom/defend-the-center", "vizdoom/health-gathering"),
+        "ViZDoom's bundled scenarios from the first-person screen (TakeCover: World Models' dream task)",
     ),
 }
 

@@ -7,9 +7,9 @@ their mean returns. Every ``eval_every`` generations the CMA-ES mean is evaluate
 stops when its return reaches ``target_return``.
 
 Controllers live in their own directory per variant, so that the variants can be compared:
-``controller`` ([z, h] in the real environment), ``controller-z`` (``--no-memory``),
-``controller-dream`` and ``controller-z-dream``. Each resumes from its ``checkpoint.pt``, which holds
-the CMA-ES state.
+``controller`` ([z, h] in the real environment), ``controller-z`` (``--no-memory``) and, trained in
+the dream, ``controller-dream-tau1.15`` (one per temperature) and ``controller-z-dream-tau1.15``.
+Each resumes from its ``checkpoint.pt``, which holds the CMA-ES state.
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ KIND = "worldmodels-controller"
 BEST_NAME = "best.pt"
 
 
-def controller_dir(logdir: Path, memory: bool, dream: bool) -> Path:
-    """The directory of one controller variant."""
-    return Path(logdir) / ("controller" + ("" if memory else "-z") + ("-dream" if dream else ""))
+def controller_dir(logdir: Path, memory: bool, dream: bool, temperature: float = 1.15) -> Path:
+    """The directory of one controller variant: ``controller[-z][-dream-tau<temperature>]``."""
+    name = "controller" + ("" if memory else "-z") + (f"-dream-tau{temperature:g}" if dream else "")
+    return Path(logdir) / name
 
 
 @dataclass
@@ -96,7 +97,7 @@ def train_controller(
     """Evolves the controller as ``config.worldmodels.controller`` says; resumes its directory."""
     options = config.worldmodels.controller
     logdir = Path(config.logdir)
-    directory = controller_dir(logdir, options.memory, options.dream)
+    directory = controller_dir(logdir, options.memory, options.dream, options.temperature)
     console = Console()
     if noreload and (moved := move_aside(directory)) is not None:
         console.print(f"moved the previous {directory.name} to {moved}")

@@ -43,6 +43,7 @@ def test_controller(
     episodes: int,
     memory: bool = True,
     dream: bool = False,
+    temperature: float = 1.15,
     video: bool = False,
     workers: int | None = None,
     device: Any = "cpu",
@@ -52,9 +53,11 @@ def test_controller(
     Raises:
         DreamworldError: That variant has no trained controller yet.
     """
-    directory = controller_dir(Path(config.logdir), memory, dream)
+    directory = controller_dir(Path(config.logdir), memory, dream, temperature)
     if not (directory / BEST_NAME).exists():
-        flags = ("" if memory else " --no-memory") + (" --dream" if dream else "")
+        flags = ("" if memory else " --no-memory") + (
+            f" --dream --temperature {temperature:g}" if dream else ""
+        )
         command = f"dreamworld worldmodels train-controller{flags}"
         raise DreamworldError(f"no trained controller in {directory}; run `{command}` first")
     best = load_checkpoint(directory / BEST_NAME, kind=KIND)

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from dreamworld.algos.world_models.controller_stage import controller_dir
 from dreamworld.algos.world_models.data import action_features, split_rollouts
 from dreamworld.algos.world_models.evaluate import RESULT_NAME
 from dreamworld.algos.world_models.mdnrnn_stage import load_mdnrnn
@@ -26,7 +25,6 @@ from dreamworld.tools.page import Page, curve_figure, read_metrics
 
 REPORT_DIR = "report"
 _DREAM_STEPS = 150
-_VARIANTS = [(True, False), (False, False), (True, True), (False, True)]
 
 
 def write_report(config: Config, device: Any = "cpu") -> Path:
@@ -111,14 +109,14 @@ def _dream(page: Page, logdir: Path, vae: VAE, config: Config, device: Any) -> N
 def _controllers(page: Page, logdir: Path) -> None:
     page.section("Controllers")
     rows = []
-    for memory, dream in _VARIANTS:
-        directory = controller_dir(logdir, memory, dream)
+    for directory in sorted(logdir.glob("controller*"), key=_variant_order):
         records = read_metrics(directory / "metrics.jsonl")
-        label = ("[z, h]" if memory else "z only") + (
-            ", trained in the dream" if dream else ", trained in reality"
-        )
-        if not records:
+        if not records or not directory.is_dir():
             continue
+        memory, dream = "-z" not in directory.name, "-dream" in directory.name
+        tau = directory.name.rsplit("tau", 1)[-1]
+        where = f"trained in the dream at tau {tau}" if dream else "trained in reality"
+        label = ("[z, h]" if memory else "z only") + ", " + where
         keys = ["controller/fitness_mean", "controller/fitness_best", "controller/eval_return"]
         name = f"{directory.name}_fitness.png"
         page.figure(
@@ -135,3 +133,8 @@ def _controllers(page: Page, logdir: Path) -> None:
         page.table(["controller", "test return (mean ± std)", "episodes"], rows)
     else:
         page.text("No controller has been trained yet.")
+
+
+def _variant_order(path: Path) -> tuple[bool, bool, str]:
+    """Real before dream, memory before none, then by temperature."""
+    return ("-dream" in path.name, "-z" in path.name, path.name)
