@@ -1,0 +1,85 @@
+"""World Models on CarRacing end to end with the ``cpu`` preset: test returns with and without memory,
+the wall time of every stage, and the frame rate of rollout generation with 1 and 2 workers.
+
+Usage::
+
+    python benchmarks/worldmodels_carracing.py                     # about 3 hours on 2 cores
+    python benchmarks/worldmodels_carracing.py --outdir runs/wmc -- --worldmodels.controller.generations 20
+
+Each stage is the command a user runs (``dreamworld worldmodels ...``) in ``--outdir``; rerunning the
+script resumes where it stopped (finished stages return at once). Extra arguments after ``--`` go to
+every stage. Times of resumed stages cover only the part run now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def stage(name: str, outdir: Path, *args: str) -> float:
+    """Runs one stage; returns its wall time in seconds."""
+    command = [sys.executable, "-m", "dreamworld.cli", "worldmodels", name, "--logdir", str(outdir), *args]
+    print("$", " ".join(command[2:]), flush=True)
+    started = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - started
+
+
+def generation_rate(workers: int, steps: int) -> float:
+    """Frames per second of brownian rollout collection into a scratch directory."""
+    with tempfile.TemporaryDirectory() as scratch:
+        episodes = 2 * workers
+        limit = steps // episodes
+        command = [sys.executable, "-m", "dreamworld.cli", "worldmodels", "collect", "--logdir", scratch]
+        command += ["--rollouts", str(episodes), "--workers", str(workers), "--env.time_limit", str(limit)]
+        command += ["--log.progress", "false", "--log.videos", "0"]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        # Process start-up (imports, Box2D) counts too: it is part of what a user waits for.
+        return episodes * limit / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--outdir", default="runs/bench-wm-carracing")
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--rate-steps", type=int, default=4000, help="frames per generation-rate run")
+    parser.add_argument("extra", nargs="*", help="config overrides for every stage, after --")
+    args = parser.parse_args()
+    outdir = Path(args.outdir)
+    common = ["--preset", args.preset, "--log.progress", "false", *args.extra]
+    rates = {workers: generation_rate(workers, args.rate_steps) for workers in (1, 2)}
+    times = {
+        "collect": stage("collect", outdir, *common),
+        "train-vae": stage("train-vae", outdir, *common),
+        "train-mdnrnn": stage("train-mdnrnn", outdir, *common),
+        "train-controller": stage("train-controller", outdir, *common),
+        "train-controller --no-memory": stage("train-controller", outdir, "--no-memory", *common),
+    }
+    tests = {}
+    for label, flags in (("[z, h]", []), ("z only", ["--no-memory"])):
+        times[f"test {label}"] = stage("test", outdir, *flags, "--video", *common)
+        directory = outdir / ("controller" if not flags else "controller-z")
+        tests[label] = json.loads((directory / "test.json").read_text())
+    times["report"] = stage("report", outdir, *common)
+    print(f"\nWorld Models, CarRacing, preset {args.preset}: {outdir}")
+    speedup = rates[2] / rates[1]
+    print(
+        f"rollout generation: {rates[1]:.0f} frames/s with 1 worker, {rates[2]:.0f} with 2 ({speedup:.2f}x)"
+    )
+    for label, result in tests.items():
+        mean, std, episodes = result["mean"], result["std"], result["episodes"]
+        print(f"test return {label:7}: {mean:7.1f} ± {std:.1f} over {episodes} episodes")
+    for name, seconds in times.items():
+        print(f"  {name:30} {seconds / 60:6.1f} min")
+    print(f"  {'total':30} {sum(times.values()) / 60:6.1f} min")
+
+
+if __name__ == "__main__":
+    main()
