@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # A CPU wheel of this version is available locally; any other torch requirement would pull gigabytes of
 # CUDA packages. A torch already importable by $(PYTHON) (a CUDA build on a GPU machine) is reused.
 TORCH_VERSION ?= 2.13.0
-EXTRAS ?= dev,dmc,atari,box2d,vizdoom
+EXTRAS ?= dev,dmc,atari,box2d,vizdoom,ray
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 PYTEST_ARGS ?=

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from dreamworld.algos.world_models.backends import LocalBackend, RayBackend
 from dreamworld.algos.world_models.controller_stage import _CMAUnpickler, _Evolution, build_agent
 from dreamworld.algos.world_models.rollouts import Agent, dream_rollouts, real_rollouts
 from dreamworld.cli import main
@@ -206,7 +207,7 @@ def test_cma_es_improves_a_known_fitness(copy):
         target = np.linspace(-0.3, 0.3, agent.controller.size)
         evolution._fitness = lambda env, solutions: -np.square(solutions - target).sum(1)  # type: ignore[method-assign]
         before = np.square(evolution.es.mean - target).sum()
-        result = evolution.run(env, display=False, console=Console(quiet=True))
+        result = evolution.run(LocalBackend(env, agent), display=False, console=Console(quiet=True))
         after = np.square(evolution.es.mean - target).sum()
     assert result.generations == 80 and after < 0.2 * before
 
@@ -311,3 +312,34 @@ def test_a_tiny_pipeline_runs_end_to_end_and_writes_the_report(copy, capsys):
 def test_missing_stage_is_a_one_line_error(tmp_path, capsys):
     assert main(["worldmodels", "train-vae", "--logdir", str(tmp_path)]) == 2
     assert "worldmodels collect" in capsys.readouterr().err
+
+
+def test_ray_backend_gives_the_local_returns(experiment):
+    """The same jobs and seeds on a local Ray instance and in local workers give the same returns."""
+    pytest.importorskip("ray")
+    import ray
+
+    overrides = {"logdir": str(experiment), "worldmodels.controller.time_limit": "15"}
+    config = load_config(["worldmodels"], overrides=overrides)
+    from dreamworld.algos.world_models.controller_stage import fitness_env
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        with fitness_env(config, 1, "serial") as env:
+            agent = build_agent(config, True, False, env.act_space, "cpu")
+            population = torch.randn(2, agent.controller.size) * 0.1
+            jobs = np.array([0, 1, 1, 0])
+            remote = RayBackend(config, agent, workers=2)
+            try:
+                returns, frames = remote.rollouts(population, jobs, seed=5, record=True)
+            finally:
+                remote.close()
+            # Ray's worker i ran jobs share i from seed 5 + i, one environment each.
+            local = [
+                real_rollouts(env, agent, population, share, 5 + i)[0]
+                for i, share in enumerate(np.array_split(jobs, 2))
+            ]
+    finally:
+        ray.shutdown()
+    np.testing.assert_allclose(returns, np.concatenate(local), rtol=1e-5)
+    assert frames is not None and len(frames) >= 2

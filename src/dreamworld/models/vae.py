@@ -36,6 +36,7 @@ class VAE(nn.Module):
     ) -> None:
         super().__init__()
         self.z = z
+        self.init_args = (size, channels, z, depth, act, kernel)
         self.encoder = ConvEncoder(size, channels, depth, act, "none", kernel)
         self.posterior = nn.Linear(self.encoder.out_dim, 2 * z)
         self.decoder = ConvDecoder(z, size, channels, depth, act, "none", kernel)

@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from dreamworld.algos.world_models.backends import Backend, LocalBackend, RayBackend
 from dreamworld.algos.world_models.mdnrnn_stage import CACHE_NAME, load_mdnrnn
 from dreamworld.algos.world_models.mdnrnn_stage import STAGE_DIR as MDNRNN_DIR
-from dreamworld.algos.world_models.rollouts import Agent, dream_rollouts, real_rollouts
+from dreamworld.algos.world_models.rollouts import Agent, dream_rollouts
 from dreamworld.algos.world_models.vae_stage import load_vae
 from dreamworld.config import Config, EnvConfig
 from dreamworld.envs.parallel import VectorEnv
@@ -70,7 +71,7 @@ def build_agent(config: Config, memory: bool, need_mdnrnn: bool, act_space: Any,
     return Agent(vae, mdnrnn, controller, memory, discrete, clip_brake)
 
 
-def fitness_env(config: Config, workers: int) -> VectorEnv:
+def fitness_env(config: Config, workers: int, parallel: str | None = None) -> VectorEnv:
     """The real environments of fitness rollouts: images, the controller's time limit."""
     env = config.env
     options = {
@@ -78,6 +79,7 @@ def fitness_env(config: Config, workers: int) -> VectorEnv:
         "obs": "image",
         "envs": workers,
         "time_limit": config.worldmodels.controller.time_limit,
+        "parallel": parallel or env.parallel,
     }
     return vector_env(EnvConfig(**options))
 
@@ -102,10 +104,15 @@ def train_controller(
     if noreload and (moved := move_aside(directory)) is not None:
         console.print(f"moved the previous {directory.name} to {moved}")
     directory.mkdir(parents=True, exist_ok=True)
-    with fitness_env(config, options.workers) as env:
+    ray = options.backend == "ray"
+    # With Ray the local environments only serve to find the action space.
+    with fitness_env(config, 1 if ray else options.workers, "serial" if ray else None) as env:
         agent = build_agent(config, options.memory, options.dream, env.act_space, device)
-        evolution = _Evolution(config, agent, directory, device)
-        return evolution.run(env, display, console)
+        backend: Backend = RayBackend(config, agent, options.workers) if ray else LocalBackend(env, agent)
+        try:
+            return _Evolution(config, agent, directory, device).run(backend, display, console)
+        finally:
+            backend.close()
 
 
 class _Evolution:
@@ -128,7 +135,7 @@ class _Evolution:
         if (directory / CHECKPOINT_NAME).exists():
             self._resume()
 
-    def run(self, env: VectorEnv, display: bool, console: Console) -> ControllerResult:
+    def run(self, backend: Backend, display: bool, console: Console) -> ControllerResult:
         options = self.options
         if self.best_return >= options.target_return:
             console.print(f"{self.directory.name}: target reached before ({self.best_return:.1f})")
@@ -142,7 +149,7 @@ class _Evolution:
         ) as logger:
             while self.generation < options.generations and self.best_return < options.target_return:
                 solutions = self.es.ask()
-                fitness = self._fitness(env, np.asarray(solutions))
+                fitness = self._fitness(backend, np.asarray(solutions))
                 self.es.tell(solutions, (-fitness).tolist())  # CMA-ES minimises
                 self.generation += 1
                 logger.add(
@@ -155,12 +162,12 @@ class _Evolution:
                     prefix="controller/",
                 )
                 if self.generation % options.eval_every == 0 or self.generation == options.generations:
-                    self._evaluate(env, logger, console, display)
+                    self._evaluate(backend, logger, console, display)
                 logger.write(self.generation)
                 self._save()
         return self._result()
 
-    def _fitness(self, env: VectorEnv, solutions: np.ndarray) -> np.ndarray:
+    def _fitness(self, backend: Backend, solutions: np.ndarray) -> np.ndarray:
         options = self.options
         population = torch.as_tensor(solutions, dtype=torch.float32, device=self.device)
         jobs = np.repeat(np.arange(len(solutions)), options.n_samples)
@@ -180,16 +187,14 @@ class _Evolution:
                 options.dream_done,
             )
         else:
-            returns, _ = real_rollouts(env, self.agent, population, jobs, seed, patience=options.patience)
+            returns, _ = backend.rollouts(population, jobs, seed, patience=options.patience)
         return returns.reshape(len(solutions), options.n_samples).mean(1)
 
-    def _evaluate(self, env: VectorEnv, logger: Logger, console: Console, display: bool) -> None:
+    def _evaluate(self, backend: Backend, logger: Logger, console: Console, display: bool) -> None:
         """Runs the CMA-ES mean in the real environment; keeps it if it beats the best so far."""
         mean = torch.as_tensor(self.es.mean, dtype=torch.float32, device=self.device).unsqueeze(0)
         jobs = np.zeros(self.options.eval_rollouts, np.int64)
-        returns, frames = real_rollouts(
-            env, self.agent, mean, jobs, seed=int(self.rng.integers(2**31)), record=True
-        )
+        returns, frames = backend.rollouts(mean, jobs, seed=int(self.rng.integers(2**31)), record=True)
         score = float(returns.mean())
         logger.scalar("controller/eval_return", score)
         logger.scalar("controller/eval_return_std", float(returns.std()))

@@ -11,6 +11,7 @@ depend on which other jobs share its batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,6 +53,42 @@ class Agent:
         if self.discrete:
             return torch.nn.functional.one_hot(action.long(), self.discrete).float()
         return action
+
+
+def agent_state(agent: Agent) -> dict[str, Any]:
+    """Plain data that rebuilds ``agent`` elsewhere (another process or machine)."""
+    vae, mdnrnn = agent.vae, agent.mdnrnn
+    return {
+        "vae": {"init": vae.init_args, "weights": {k: v.cpu() for k, v in vae.state_dict().items()}},
+        "mdnrnn": None
+        if mdnrnn is None
+        else {
+            "init": (mdnrnn.z, mdnrnn.actions, mdnrnn.hidden, mdnrnn.mixtures),
+            "weights": {k: v.cpu() for k, v in mdnrnn.state_dict().items()},
+        },
+        "controller": (agent.controller.inp, agent.controller.actions, agent.controller.discrete),
+        "memory": agent.memory,
+        "discrete": agent.discrete,
+        "clip_brake": agent.clip_brake,
+    }
+
+
+def agent_from_state(state: dict[str, Any]) -> Agent:
+    """The inverse of :func:`agent_state`, on the CPU."""
+    vae = VAE(*state["vae"]["init"])
+    vae.load_state_dict(state["vae"]["weights"])
+    mdnrnn = None
+    if state["mdnrnn"] is not None:
+        mdnrnn = MDNRNN(*state["mdnrnn"]["init"])
+        mdnrnn.load_state_dict(state["mdnrnn"]["weights"])
+    return Agent(
+        vae.eval(),
+        mdnrnn.eval() if mdnrnn is not None else None,
+        LinearController(*state["controller"]),
+        state["memory"],
+        state["discrete"],
+        state["clip_brake"],
+    )
 
 
 @torch.no_grad()
