@@ -230,6 +230,9 @@ def _wm_test(args: argparse.Namespace, config: Any) -> int:
         device=_wm_device(config),
     )
     print(f"test return: {result.mean:.1f} ± {result.std:.1f} over {len(result.returns)} episodes")
+    if "dream_mean" in result.extra:
+        dream = f"{result.extra['dream_mean']:.1f} ± {result.extra['dream_std']:.1f}"
+        print(f"dream return (the same controller inside the MDN-RNN): {dream}")
     if result.video is not None:
         print(f"video: {result.video}")
     return 0

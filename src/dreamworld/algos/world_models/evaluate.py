@@ -10,8 +10,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from dreamworld.algos.world_models.controller_stage import BEST_NAME, KIND, build_agent, controller_dir
-from dreamworld.algos.world_models.rollouts import real_rollouts
+from dreamworld.algos.world_models.controller_stage import (
+    BEST_NAME,
+    KIND,
+    build_agent,
+    controller_dir,
+    initial_latents,
+)
+from dreamworld.algos.world_models.rollouts import dream_rollouts, real_rollouts
 from dreamworld.config import Config, EnvConfig
 from dreamworld.errors import DreamworldError
 from dreamworld.run.checkpoint import load_checkpoint
@@ -67,17 +73,40 @@ def test_controller(
         "envs": workers or config.worldmodels.controller.workers,
     }
     with vector_env(EnvConfig(**env_options)) as env:
-        agent = build_agent(config, best["spec"]["memory"], False, env.act_space, device)
+        agent = build_agent(config, best["spec"]["memory"], dream, env.act_space, device)
         population = best["params"].to(device, torch.float32).unsqueeze(0)
         jobs = np.zeros(episodes, np.int64)
         returns, frames = real_rollouts(env, agent, population, jobs, seed=config.seed + 777, record=video)
     result = TestResult([float(value) for value in returns])
+    if dream:  # the paper's "virtual score": the same controller inside the dream it was trained in
+        options = config.worldmodels.controller
+        rng = np.random.default_rng(config.seed + 778)
+        z0 = initial_latents(Path(config.logdir), episodes, rng).to(device)
+        seeds = config.seed + 779 + np.arange(episodes)
+        virtual = dream_rollouts(
+            agent,
+            population,
+            jobs,
+            z0,
+            seeds,
+            options.time_limit,
+            temperature,
+            options.dream_reward,
+            options.dream_done,
+        )
+        result.extra = {"dream_mean": float(virtual.mean()), "dream_std": float(virtual.std())}
     with Logger(directory / "test", tensorboard=config.log.tensorboard, progress=False) as logger:
         if frames is not None:
             result.video = logger.video("test/video", frames, step=int(best["generation"]))
         logger.scalar("test/return", result.mean)
         logger.scalar("test/return_std", result.std)
         logger.write(int(best["generation"]))
-    record = {"mean": result.mean, "std": result.std, "episodes": episodes, "returns": result.returns}
+    record = {
+        "mean": result.mean,
+        "std": result.std,
+        "episodes": episodes,
+        "returns": result.returns,
+        **result.extra,
+    }
     (directory / RESULT_NAME).write_text(json.dumps(record, indent=1))
     return result

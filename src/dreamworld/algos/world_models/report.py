@@ -125,12 +125,15 @@ def _controllers(page: Page, logdir: Path) -> None:
         result_path = directory / RESULT_NAME
         if result_path.exists():
             result = json.loads(result_path.read_text())
-            rows.append([label, f"{result['mean']:.1f} ± {result['std']:.1f}", result["episodes"]])
+            virtual = (
+                f"{result['dream_mean']:.1f} ± {result['dream_std']:.1f}" if "dream_mean" in result else "-"
+            )
+            rows.append([label, f"{result['mean']:.1f} ± {result['std']:.1f}", virtual, result["episodes"]])
         else:
-            rows.append([label, "not tested yet", 0])
+            rows.append([label, "not tested yet", "-", 0])
     if rows:
         page.section("Test returns: with and without memory")
-        page.table(["controller", "test return (mean ± std)", "episodes"], rows)
+        page.table(["controller", "real return (mean ± std)", "return in the dream", "episodes"], rows)
     else:
         page.text("No controller has been trained yet.")
 

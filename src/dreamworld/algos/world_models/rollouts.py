@@ -175,6 +175,7 @@ def dream_rollouts(
 
     Each step: the controller acts on ``[z, h]``, M predicts the next latent's mixture, reward and
     done logit; the next latent is drawn at ``temperature``, and the done prediction ends episodes.
+    Ended jobs leave the batch, so the cost of a step follows the number still alive.
 
     Args:
         agent: M and C (V is not used: dreams never decode).
@@ -197,20 +198,23 @@ def dream_rollouts(
     generators = [torch.Generator(device).manual_seed(int(seed)) for seed in seeds]
     member = torch.as_tensor(jobs, device=device)
     z, state = z0, mdnrnn.initial(count, device)
-    alive = torch.ones(count, dtype=torch.bool, device=device)
     returns = torch.zeros(count, device=device)
+    active = torch.arange(count, device=device)  # jobs still alive; finished ones leave the batch
     for t in range(time_limit):
         if t % _NOISE_CHUNK == 0:
             noise = _draw(generators, min(_NOISE_CHUNK, time_limit - t), mdnrnn.z, device)
-        uniform, normal, done_draw = (part[:, t % _NOISE_CHUNK] for part in noise)
-        action = agent.act(population, z, state, member)
+        uniform, normal, done_draw = (part[active, t % _NOISE_CHUNK] for part in noise)
+        action = agent.act(population, z, state, member[active])
         prediction, state = mdnrnn.step(z, agent.action_features(action), state)
         z = mdnrnn.sample(prediction, temperature, uniform, normal)
-        returns += alive * (prediction.reward if reward == "model" else 1.0)
+        returns[active] += prediction.reward if reward == "model" else 1.0
         limit = 0.5 if done == "threshold" else done_draw
-        alive &= torch.sigmoid(prediction.done) <= limit
-        if not alive.any():
-            break
+        alive = torch.sigmoid(prediction.done) <= limit
+        if not alive.all():
+            if not alive.any():
+                break
+            active, z = active[alive], z[alive]
+            state = (state[0][:, alive], state[1][:, alive])
     return returns.cpu().numpy().astype(np.float64)
 
 

@@ -1,0 +1,89 @@
+"""The World Models dream experiment on ViZDoom TakeCover: the controller is trained only inside the
+MDN-RNN at several temperatures and tested in the real game; prints the paper's table of temperature
+against dream score and real score (100 episodes each), beside a random policy's.
+
+Usage::
+
+    python benchmarks/worldmodels_doom.py                          # preset doom, all five temperatures
+    python benchmarks/worldmodels_doom.py --taus 1.15 -- --worldmodels.controller.generations 50
+
+Stages are ``dreamworld worldmodels ...`` commands in ``--outdir``; rerunning resumes. Extra arguments
+after ``--`` go to every stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+PAPER = {0.1: (2086, 193), 0.5: (2060, 196), 1.0: (1145, 868), 1.15: (918, 1092), 1.3: (732, 753)}
+"""Ha & Schmidhuber (2018), table 2: temperature -> (dream score, real score)."""
+
+
+def stage(name: str, outdir: Path, *args: str) -> float:
+    command = [sys.executable, "-m", "dreamworld.cli", "worldmodels", name, "--logdir", str(outdir), *args]
+    print("$", " ".join(command[2:]), flush=True)
+    started = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - started
+
+
+def random_score(episodes: int, seed: int = 0) -> tuple[float, float]:
+    from dreamworld.envs import make_env
+
+    env = make_env("vizdoom/take-cover")
+    rng = np.random.default_rng(seed)
+    scores = []
+    for episode in range(episodes):
+        obs, score = env.reset(seed=seed + episode), 0.0
+        while not obs["is_last"]:
+            obs = env.step(int(rng.integers(3)))
+            score += float(obs["reward"])
+        scores.append(score)
+    env.close()
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--outdir", default="runs/bench-wm-doom")
+    parser.add_argument("--preset", default="doom")
+    parser.add_argument("--taus", type=float, nargs="+", default=sorted(PAPER))
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("extra", nargs="*", help="config overrides for every stage, after --")
+    args = parser.parse_args()
+    outdir = Path(args.outdir)
+    common = ["--preset", args.preset, "--log.progress", "false", *args.extra]
+    times = {
+        "collect": stage("collect", outdir, *common),
+        "train-vae": stage("train-vae", outdir, *common),
+        "train-mdnrnn": stage("train-mdnrnn", outdir, *common),
+    }
+    rows = []
+    for tau in args.taus:
+        flags = ["--dream", "--temperature", f"{tau:g}"]
+        times[f"train-controller tau {tau:g}"] = stage("train-controller", outdir, *flags, *common)
+        times[f"test tau {tau:g}"] = stage("test", outdir, *flags, "--episodes", str(args.episodes), *common)
+        result = json.loads((outdir / f"controller-dream-tau{tau:g}" / "test.json").read_text())
+        rows.append((tau, result))
+    random_mean, random_std = random_score(args.episodes)
+    print(f"\nWorld Models dream experiment, ViZDoom TakeCover, preset {args.preset}: {outdir}")
+    print(f"{'tau':>5} | {'dream score':>15} | {'real score':>15} | paper dream / real")
+    for tau, result in rows:
+        paper = PAPER.get(round(tau, 2), ("-", "-"))
+        dream = f"{result['dream_mean']:.0f} ± {result['dream_std']:.0f}"
+        real = f"{result['mean']:.0f} ± {result['std']:.0f}"
+        print(f"{tau:5.2f} | {dream:>15} | {real:>15} | {paper[0]} / {paper[1]}")
+    print(f"random policy: {random_mean:.0f} ± {random_std:.0f} (paper: 210 ± 108)")
+    for name, seconds in times.items():
+        print(f"  {name:28} {seconds / 60:6.1f} min")
+
+
+if __name__ == "__main__":
+    main()
