@@ -91,6 +91,26 @@ def _parser() -> argparse.ArgumentParser:
 
     _worldmodels_parser(commands)
 
+    plot = commands.add_parser(
+        "plot",
+        help="learning curves of many runs: one panel per task, mean and spread over seeds",
+        description="Plot runs found under INDIR (Dreamer's layout INDIR/<task>/<method>/<seed>, or any "
+        "run directory with a config.yaml) into OUTDIR as PNG, PDF and the binned numbers as JSON.",
+    )
+    plot.add_argument("--indir", required=True, help="directory holding the runs")
+    plot.add_argument("--outdir", required=True, help="where the figures go")
+    plot.add_argument("--xaxis", default="step", help="x key (step, or any metric key)")
+    plot.add_argument("--yaxis", default="eval/return", help="y key, e.g. eval/return or episode/score")
+    plot.add_argument("--bins", type=float, default=3e4, help="bin width on the x axis; 0 keeps every point")
+    plot.add_argument("--reference", help="reference curves (JSON or CSV: task, method, x, y)")
+    plot.add_argument("--tasks", nargs="+", help="task patterns to keep (fnmatch)")
+    plot.add_argument("--methods", nargs="+", help="method patterns to keep (fnmatch)")
+    plot.add_argument("--cols", type=int, default=4, help="panels per row")
+    plot.add_argument(
+        "--size", type=float, nargs=2, default=(4.0, 3.0), metavar=("W", "H"), help="panel size"
+    )
+    plot.set_defaults(handler=_plot, takes_overrides=False)
+
     config = commands.add_parser("config", help="print the resolved configuration, or every key with --keys")
     _config_flags(config)
     config.add_argument("--keys", action="store_true", help="list every key, default and help line")
@@ -344,6 +364,26 @@ def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     print(f"checkpoint:  {result.checkpoint}")
     print(f"videos:      {Path(config.logdir) / 'videos'}")
     print(f"tensorboard: tensorboard --logdir {config.logdir}")
+    return 0
+
+
+def _plot(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    from dreamworld.tools.plot import plot
+
+    paths = plot(
+        args.indir,
+        args.outdir,
+        xaxis=args.xaxis,
+        yaxis=args.yaxis,
+        bins=args.bins,
+        reference=args.reference,
+        tasks=args.tasks,
+        methods=args.methods,
+        cols=args.cols,
+        size=tuple(args.size),
+    )
+    for path in paths:
+        print(path)
     return 0
 
 

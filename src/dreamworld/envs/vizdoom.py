@@ -9,6 +9,7 @@ termination); the paper caps episodes at 2100 frames, the default time limit her
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,8 @@ class DoomSimulator:
     def __init__(self, vizdoom: Any, scenario: str, options: EnvOptions) -> None:
         game = vizdoom.DoomGame()
         game.load_config(str(Path(vizdoom.scenarios_path) / f"{scenario}.cfg"))
+        # The engine writes its settings file into the working directory unless told otherwise.
+        game.set_doom_config_path(str(Path(tempfile.gettempdir()) / "dreamworld-vizdoom.ini"))
         game.set_window_visible(False)
         game.set_sound_enabled(False)
         game.set_screen_format(vizdoom.ScreenFormat.RGB24)

@@ -1,0 +1,355 @@
+"""Learning curves of many runs: one subplot per task, one line per method, seeds aggregated.
+
+Mirrors the flags of Dreamer's ``plotting.py``. Runs are found under an input directory either in
+Dreamer's layout ``<indir>/<task>/<method>/<seed>/metrics.jsonl`` or anywhere below it, with the task
+and seed read from the run's ``config.yaml``. Every seed is binned on the x axis (:func:`bin_curve`);
+a method's line is the mean over the seeds that reach a bin and its band spans their min..max.
+
+Example:
+    >>> plot("runs", "plots", yaxis="eval/return", bins=3e4)  # doctest: +SKIP
+    [PosixPath('plots/eval_return.png'), PosixPath('plots/eval_return.pdf'), ...]
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from dreamworld.config.loader import CONFIG_FILE
+from dreamworld.errors import DreamworldError
+from dreamworld.run.logger import METRICS_FILE, SCORES_FILE
+
+_SCORE_KEYS = ("score", "episode/score")
+_SEED_SUFFIX = re.compile(r"[-_.]?seed[-_]?\d+$")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run directory and the labels it is plotted under."""
+
+    path: Path
+    task: str
+    method: str
+    seed: str
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A method's aggregated curve on one task; arrays have shape ``(N,)``, one entry per bin."""
+
+    task: str
+    method: str
+    x: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    count: np.ndarray
+    """How many seeds have a point in each bin."""
+    seeds: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A published curve to compare against, drawn dashed."""
+
+    task: str
+    method: str
+    x: np.ndarray
+    y: np.ndarray
+
+
+def find_runs(indir: str | Path) -> list[Run]:
+    """Every directory under ``indir`` (``indir`` included) that holds a ``metrics.jsonl``, sorted.
+
+    Exactly three levels below ``indir`` a run's path is ``<task>/<method>/<seed>`` (Dreamer's layout);
+    elsewhere task and seed come from the nearest ``config.yaml`` (``env.name``, ``seed``) and the method
+    is the parent directory's name (the run's own name, less a ``-seed<N>`` suffix, directly under
+    ``indir``).
+
+    Example:
+        >>> [(r.task, r.method, r.seed) for r in find_runs("runs")]  # doctest: +SKIP
+        [('dmc/walker-walk', 'dreamerv3', '0'), ('dmc/walker-walk', 'dreamerv3', '1')]
+    """
+    indir = Path(indir)
+    runs = [_identify(path.parent, indir) for path in indir.rglob(METRICS_FILE) if path.is_file()]
+    return sorted(runs, key=lambda run: (run.task, run.method, run.seed, str(run.path)))
+
+
+def _identify(path: Path, indir: Path) -> Run:
+    parts = path.relative_to(indir).parts
+    if len(parts) == 3:
+        return Run(path, *parts)
+    # Directly under indir a run's name stands for its method, less a seed suffix (walker-seed3).
+    method = _SEED_SUFFIX.sub("", path.name) or path.name if len(parts) <= 1 else path.parent.name
+    # The nearest config.yaml up to indir: World Models stages log below the run's directory.
+    found = [d / CONFIG_FILE for d in (path, *path.parents[: len(parts)]) if (d / CONFIG_FILE).is_file()]
+    try:
+        loaded = yaml.safe_load(found[0].read_text(encoding="utf-8")) if found else None
+    except (OSError, yaml.YAMLError) as error:
+        warnings.warn(f"{found[0]}: unreadable ({error})", stacklevel=3)
+        loaded = None
+    loaded = loaded if isinstance(loaded, dict) else {}
+    env = loaded.get("env")
+    task = env.get("name") if isinstance(env, dict) else None
+    if task is None:
+        warnings.warn(f"{path}: no env.name in a {CONFIG_FILE}; plotting it as task 'unknown'", stacklevel=3)
+    return Run(path, str(task or "unknown"), method, str(loaded.get("seed", path.name)))
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a ``.jsonl`` file; malformed lines are skipped with one warning per file."""
+    records, bad = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line) if line.strip() else {}
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            bad += 1
+        elif record:
+            records.append(record)
+    if bad:
+        warnings.warn(f"{path}: skipped {bad} malformed line(s)", stacklevel=2)
+    return records
+
+
+def _run_records(path: Path, yaxis: str) -> list[dict[str, Any]]:
+    """A run's ``metrics.jsonl``, or its ``scores.jsonl`` (``score`` as ``yaxis``) for a score key
+    that the metrics lack."""
+    metrics = _read_records(path / METRICS_FILE)
+    scores = path / SCORES_FILE
+    if yaxis in _SCORE_KEYS and scores.is_file() and not any(yaxis in r for r in metrics):
+        return [{**r, yaxis: r["score"]} for r in _read_records(scores) if "score" in r]
+    return metrics
+
+
+def _points(records: Sequence[dict[str, Any]], xaxis: str, yaxis: str) -> tuple[np.ndarray, np.ndarray]:
+    """The finite numeric ``(x, y)`` pairs of the records that hold both keys, as two ``(N,)`` arrays.
+
+    ``"nan"``/``"inf"`` strings (how the logger writes non-finite values) and NaNs are left out.
+    """
+    pairs = [(_number(r.get(xaxis)), _number(r.get(yaxis))) for r in records]
+    kept = [(x, y) for x, y in pairs if x is not None and y is not None]
+    return np.array([x for x, _ in kept], float), np.array([y for _, y in kept], float)
+
+
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def bin_curve(x: np.ndarray, y: np.ndarray, bins: float) -> tuple[np.ndarray, np.ndarray]:
+    """Means of ``y`` in bins of width ``bins`` along ``x``.
+
+    Bin ``k`` covers ``[k * bins, (k + 1) * bins)`` and is placed at its center ``(k + 0.5) * bins``;
+    empty bins are left out. ``bins <= 0`` keeps the raw points (values at an equal ``x`` averaged).
+
+    Args:
+        x, y: The points, each of shape ``(N,)``.
+        bins: The bin width, in units of ``x``.
+
+    Returns:
+        ``(centers, means)``, each of shape ``(K,)``, sorted by center.
+
+    Example:
+        >>> bin_curve(np.array([0.0, 5.0, 10.0, 25.0]), np.array([1.0, 3.0, 4.0, 6.0]), 10)
+        (array([ 5., 15., 25.]), array([2., 4., 6.]))
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"x and y must have the same shape (N,), got {x.shape} and {y.shape}")
+    if bins > 0:
+        index, inverse = np.unique(np.floor(x / bins), return_inverse=True)
+        centers = (index + 0.5) * bins
+    else:
+        centers, inverse = np.unique(x, return_inverse=True)
+    sums = np.bincount(inverse, weights=y, minlength=len(centers))
+    return centers, sums / np.bincount(inverse, minlength=len(centers))
+
+
+def aggregate(task: str, method: str, seeds: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> Curve:
+    """Mean and min..max over seeds at every bin any seed has; ``seeds`` holds ``(name, x, y)``.
+
+    Each seed's ``x`` must hold distinct values (as :func:`bin_curve` returns).
+
+    Example:
+        >>> c = aggregate("t", "m", [("0", np.array([1.0, 2.0]), np.array([2.0, 4.0])),
+        ...                          ("1", np.array([1.0]), np.array([4.0]))])
+        >>> c.x, c.mean, c.low, c.high, c.count
+        (array([1., 2.]), array([3., 4.]), array([2., 4.]), array([4., 4.]), array([2, 1]))
+    """
+    ys = np.concatenate([y for _, _, y in seeds])
+    x, inverse = np.unique(np.concatenate([x for _, x, _ in seeds]), return_inverse=True)
+    count = np.bincount(inverse, minlength=len(x))
+    low, high = np.full(len(x), np.inf), np.full(len(x), -np.inf)
+    np.minimum.at(low, inverse, ys)
+    np.maximum.at(high, inverse, ys)
+    mean = np.bincount(inverse, weights=ys, minlength=len(x)) / count
+    return Curve(task, method, x, mean, low, high, count, tuple(name for name, _, _ in seeds))
+
+
+def collect_curves(runs: Sequence[Run], xaxis: str, yaxis: str, bins: float) -> list[Curve]:
+    """One aggregated :class:`Curve` per (task, method) that has points; raises when none has any."""
+    groups: dict[tuple[str, str], list[tuple[str, np.ndarray, np.ndarray]]] = {}
+    keys: set[str] = set()
+    for run in runs:
+        records = _run_records(run.path, yaxis)
+        keys.update(*records)
+        keys.update(["score"] if (run.path / SCORES_FILE).is_file() else [])
+        x, y = _points(records, xaxis, yaxis)
+        if len(x):
+            groups.setdefault((run.task, run.method), []).append((run.seed, *bin_curve(x, y, bins)))
+    if not groups:
+        raise DreamworldError(
+            f"no points with both --xaxis '{xaxis}' and --yaxis '{yaxis}' in {len(runs)} run(s); "
+            f"keys found: {', '.join(sorted(keys)) or 'none'}; pass one of them"
+        )
+    return [aggregate(task, method, seeds) for (task, method), seeds in sorted(groups.items())]
+
+
+def load_reference(path: str | Path) -> list[Reference]:
+    """Reference curves from JSON or CSV, sorted by task and method, each sorted by ``x``.
+
+    JSON is a list of ``{"task", "method", "x", "y"}`` records (``x`` and ``y`` numbers or lists) or
+    ``{task: {method: [[x, y], ...]}}``; CSV has the header ``task,method,x,y``, one point per row.
+
+    Example:
+        >>> load_reference("dreamerv3_paper.csv")[0].method  # doctest: +SKIP
+        'DreamerV3 (paper)'
+    """
+    path = Path(path)
+    groups: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
+    try:
+        for task, method, x, y in _reference_rows(path):
+            xs, ys = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
+            if xs.ndim != 1 or xs.shape != ys.shape:
+                raise ValueError(f"x and y of {task}/{method} differ in shape: {xs.shape} and {ys.shape}")
+            groups.setdefault((str(task), str(method)), []).append((xs, ys))
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+        raise DreamworldError(
+            f"could not read reference curves from {path} ({error!r}); write JSON records "
+            "{task, method, x, y}, JSON {task: {method: [[x, y], ...]}} or CSV with header task,method,x,y"
+        ) from None
+    references = []
+    for (task, method), parts in sorted(groups.items()):
+        x, y = np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+        order = np.argsort(x, kind="stable")
+        references.append(Reference(task, method, x[order], y[order]))
+    return references
+
+
+def _reference_rows(path: Path) -> list[tuple[Any, Any, Any, Any]]:
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as file:
+            return [(r["task"], r["method"], r["x"], r["y"]) for r in csv.DictReader(file)]
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(data, dict):
+        return [(t, m, p[0], p[1]) for t, methods in data.items() for m, ps in methods.items() for p in ps]
+    return [(r["task"], r["method"], r["x"], r["y"]) for r in data]
+
+
+def figure(
+    curves: Sequence[Curve],
+    references: Sequence[Reference],
+    labels: tuple[str, str],
+    cols: int = 4,
+    size: tuple[float, float] = (4, 3),
+) -> Any:
+    """A matplotlib figure: a subplot per task of ``curves`` (``size`` inches each, ``cols`` per row),
+    a mean line and shaded min..max band per method, and the tasks' references dashed."""
+    from matplotlib.figure import Figure
+
+    tasks = sorted({c.task for c in curves})
+    names = sorted({c.method for c in curves} | {r.method for r in references if r.task in tasks})
+    colors = {name: f"C{i % 10}" for i, name in enumerate(names)}
+    cols = max(1, min(cols, len(tasks)))
+    rows = math.ceil(len(tasks) / cols)
+    fig = Figure(figsize=(size[0] * cols, size[1] * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    handles: dict[str, Any] = {}
+    for axis, task in zip(axes, tasks, strict=False):
+        for c in (c for c in curves if c.task == task):
+            (handles[c.method],) = axis.plot(c.x, c.mean, color=colors[c.method], label=c.method)
+            axis.fill_between(c.x, c.low, c.high, color=colors[c.method], alpha=0.2, linewidth=0)
+        for r in (r for r in references if r.task == task):
+            label = f"{r.method} (reference)"
+            (handles[label],) = axis.plot(r.x, r.y, "--", color=colors[r.method], label=label)
+        axis.set(title=task, xlabel=labels[0], ylabel=labels[1])
+        axis.grid(alpha=0.3)
+    for axis in axes[len(tasks) :]:
+        axis.set_visible(False)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(len(handles), 4))
+    return fig
+
+
+def plot(
+    indir: str | Path,
+    outdir: str | Path,
+    xaxis: str = "step",
+    yaxis: str = "eval/return",
+    bins: float = 3e4,
+    reference: str | Path | None = None,
+    tasks: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    cols: int = 4,
+    size: tuple[float, float] = (4, 3),
+) -> list[Path]:
+    """Plots ``yaxis`` against ``xaxis`` for every run under ``indir``, as PNG, PDF and JSON numbers.
+
+    Args:
+        indir: Searched for runs with :func:`find_runs`.
+        outdir: Receives ``<yaxis>.png``, ``.pdf`` and ``.json``, with ``/`` in the name made ``_``.
+        xaxis: ``step`` or any key of the records, e.g. ``train/updates`` or ``time``.
+        yaxis: A key of the records, e.g. ``eval/return``; ``score`` reads ``scores.jsonl``.
+        bins: The bin width along ``xaxis`` (:func:`bin_curve`); ``<= 0`` plots raw points.
+        reference: A file of reference curves (:func:`load_reference`), drawn on matching tasks.
+        tasks, methods: fnmatch patterns (case-sensitive); only runs matching one of each are plotted.
+        cols, size: Subplots per row; width and height of one subplot in inches.
+
+    Returns:
+        The written paths: PNG, PDF and JSON.
+
+    Raises:
+        DreamworldError: No run under ``indir`` or none after filtering, or no points for the keys.
+
+    Example:
+        >>> plot("runs", "plots", yaxis="eval/return", tasks=["dmc/*"])  # doctest: +SKIP
+    """
+    found = find_runs(indir)
+    if not found:
+        raise DreamworldError(f"no run under {indir} (no {METRICS_FILE} found); point --indir at a logdir")
+    runs = [
+        run
+        for run in found
+        if (tasks is None or any(fnmatchcase(run.task, p) for p in tasks))
+        and (methods is None or any(fnmatchcase(run.method, p) for p in methods))
+    ]
+    if not runs:
+        raise DreamworldError(
+            f"no run under {indir} matches --tasks {tasks} --methods {methods}; "
+            f"tasks found: {', '.join(sorted({r.task for r in found}))}; "
+            f"methods found: {', '.join(sorted({r.method for r in found}))}"
+        )
+    found_curves = collect_curves(runs, xaxis, yaxis, bins)
+    references = load_reference(reference) if reference is not None else []
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    stem = str(outdir / yaxis.replace("/", "_"))
+    paths = [Path(stem + ".png"), Path(stem + ".pdf"), Path(stem + ".json")]
+    fig = figure(found_curves, references, (xaxis, yaxis), cols, size)
+    fig.savefig(paths[0], dpi=150)
+    fig.savefig(paths[1])
+    numbers = {"xaxis": xaxis, "yaxis": yaxis, "bins": bins, "curves": [asdict(c) for c in found_curves]}
+    paths[2].write_text(json.dumps(numbers, indent=1, default=np.ndarray.tolist) + "\n", encoding="utf-8")
+    return paths
