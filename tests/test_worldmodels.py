@@ -6,6 +6,7 @@ command line; tests that change it work on copies.
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 import shutil
@@ -303,6 +304,12 @@ def test_a_tiny_pipeline_runs_end_to_end_and_writes_the_report(copy, capsys):
     assert "test return" in capsys.readouterr().out
     assert main(["worldmodels", "test", "--episodes", "2", "--dream", *common]) == 0
     assert "dream return" in capsys.readouterr().out
+    assert main(["eval", "--logdir", str(copy), "--episodes", "2"]) == 0
+    assert "worldmodels evaluation" in capsys.readouterr().out
+    z_only = copy / "controller-z" / "best.pt"
+    assert main(["eval", "--logdir", str(copy), "--episodes", "1", "--checkpoint", str(z_only)]) == 0
+    assert json.loads((copy / "controller-z" / "test.json").read_text())["episodes"] == 1
+    assert main(["report", "--logdir", str(copy)]) == 0  # the shared command builds the same page
     assert main(["worldmodels", "report", *common]) == 0
     report = copy / "report"
     html = (report / "index.html").read_text()

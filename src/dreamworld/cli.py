@@ -91,6 +91,29 @@ def _parser() -> argparse.ArgumentParser:
 
     _worldmodels_parser(commands)
 
+    evaluate = commands.add_parser(
+        "eval",
+        help="evaluate a trained run (Dreamer or World Models) on fresh episodes",
+        description="Load the checkpoint and configuration of LOGDIR, run episodes with the deterministic "
+        "policy (--stochastic samples), print the mean and std of the return and write videos.",
+    )
+    evaluate.add_argument("--logdir", required=True, help="the run directory")
+    evaluate.add_argument("--episodes", type=int, default=10, help="episodes to run")
+    evaluate.add_argument("--video", action="store_true", help="write a video of the first episode")
+    evaluate.add_argument("--checkpoint", help="a checkpoint file instead of the run's own")
+    evaluate.add_argument("--stochastic", action="store_true", help="sample actions (Dreamer)")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    evaluate.set_defaults(handler=_eval, takes_overrides=False)
+
+    report = commands.add_parser(
+        "report",
+        help="one page (HTML and Markdown) about a run: curves, losses, videos, configuration",
+        description="Write LOGDIR/report/index.html and report.md for a Dreamer run or a World Models "
+        "experiment.",
+    )
+    report.add_argument("--logdir", required=True, help="the run directory")
+    report.set_defaults(handler=_report, takes_overrides=False)
+
     plot = commands.add_parser(
         "plot",
         help="learning curves of many runs: one panel per task, mean and spread over seeds",
@@ -364,6 +387,26 @@ def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     print(f"checkpoint:  {result.checkpoint}")
     print(f"videos:      {Path(config.logdir) / 'videos'}")
     print(f"tensorboard: tensorboard --logdir {config.logdir}")
+    return 0
+
+
+def _eval(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    from dreamworld.tools.evaluate import evaluate_run
+
+    result = evaluate_run(
+        args.logdir, args.episodes, args.video, args.checkpoint, args.stochastic, args.device
+    )
+    count = len(result.returns)
+    print(f"{result.algorithm} evaluation: return {result.mean:.1f} ± {result.std:.1f} over {count} episodes")
+    for video in result.videos:
+        print(f"video: {video}")
+    return 0
+
+
+def _report(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    from dreamworld.tools.report import write_report
+
+    print(f"report: {write_report(args.logdir)}")
     return 0
 
 

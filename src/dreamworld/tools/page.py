@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import html
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,15 @@ class Page:
         self._files[name] = (np.asarray(frames), fps)
         self._blocks.append(("image", (name, caption)))
 
+    def video(self, source: str | Path, name: str, caption: str) -> None:
+        """A video file (MP4 or GIF), copied next to the page as ``name``."""
+        self._files[name] = Path(source)
+        self._blocks.append(("video", (name, caption)))
+
+    def code(self, text: str) -> None:
+        """Preformatted text, such as a configuration file."""
+        self._blocks.append(("code", text))
+
     def write(self, directory: str | Path) -> Path:
         """Writes ``index.html``, ``report.md`` and the images into ``directory``; returns the HTML."""
         import imageio.v3 as iio
@@ -66,7 +76,9 @@ class Page:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         for name, content in self._files.items():
-            if isinstance(content, np.ndarray):
+            if isinstance(content, Path):
+                shutil.copyfile(content, directory / name)
+            elif isinstance(content, np.ndarray):
                 iio.imwrite(directory / name, content)
             elif isinstance(content, tuple):
                 frames, fps = content
@@ -86,6 +98,11 @@ class Page:
                 lines += [f"## {value}", ""]
             elif kind == "text":
                 lines += [value, ""]
+            elif kind == "code":
+                lines += ["```", value.rstrip("\n"), "```", ""]
+            elif kind == "video":
+                name, caption = value
+                lines += [f"[{caption}]({name})", ""]
             elif kind == "table":
                 header, rows = value
                 lines.append("| " + " | ".join(header) + " |")
@@ -112,6 +129,13 @@ class Page:
                 parts.append(f"<h2>{escape(value)}</h2>")
             elif kind == "text":
                 parts.append(f"<p>{escape(value)}</p>")
+            elif kind == "code":
+                parts.append(f"<pre>{escape(value)}</pre>")
+            elif kind == "video":
+                name, caption = value
+                tag = "img" if name.endswith(".gif") else "video controls loop muted"
+                media = f"<{tag} src='{escape(name)}'>" + ("" if tag == "img" else "</video>")
+                parts.append(f"<figure>{media}<figcaption>{escape(caption)}</figcaption></figure>")
             elif kind == "table":
                 header, rows = value
                 parts.append("<table><tr>" + "".join(f"<th>{escape(str(h))}</th>" for h in header) + "</tr>")

@@ -53,13 +53,17 @@ def test_controller(
     video: bool = False,
     workers: int | None = None,
     device: Any = "cpu",
+    directory: Path | None = None,
 ) -> TestResult:
     """Runs the best controller of a variant for ``episodes`` real episodes (the task's own length).
+
+    The variant is the controller directory named by ``memory``, ``dream`` and ``temperature``, or
+    ``directory`` when given.
 
     Raises:
         DreamworldError: That variant has no trained controller yet.
     """
-    directory = controller_dir(Path(config.logdir), memory, dream, temperature)
+    directory = directory or controller_dir(Path(config.logdir), memory, dream, temperature)
     if not (directory / BEST_NAME).exists():
         flags = ("" if memory else " --no-memory") + (
             f" --dream --temperature {temperature:g}" if dream else ""

@@ -1,0 +1,63 @@
+"""eval and report on tiny trained Dreamer runs (World Models runs: tests/test_worldmodels.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dreamworld.cli import main
+from tiny import TINY
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny DreamerV3 run on CartPole pixels with open-loop and evaluation videos."""
+    logdir = tmp_path_factory.mktemp("tools") / "run"
+    argv = ["train", "--env", "gym/CartPole-v1", "--logdir", str(logdir), *TINY, "--steps", "220"]
+    argv += ["--env.obs", "image", "--env.size", "16", "--dreamer.report_every", "20"]
+    assert main(argv) == 0
+    return logdir
+
+
+def test_eval_prints_mean_and_std_and_writes_a_video(run, capsys):
+    assert main(["eval", "--logdir", str(run), "--episodes", "3", "--video", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "dreamer evaluation: return" in out and "over 3 episodes" in out
+    result = json.loads((run / "eval" / "eval.json").read_text())
+    assert len(result["returns"]) == 3 and result["mode"] == "mode"
+    assert list((run / "eval" / "videos").glob("eval_video_*.mp4"))
+    assert main(["eval", "--logdir", str(run), "--episodes", "2", "--stochastic"]) == 0
+    assert json.loads((run / "eval" / "eval.json").read_text())["mode"] == "sample"
+
+
+def test_eval_of_a_saved_agent_file(run, tmp_path, capsys):
+    from dreamworld.algos.dreamer.agent import Dreamer
+
+    path = Dreamer.load(run / "checkpoint.pt", device="cpu").save(tmp_path / "agent.pt")
+    assert main(["eval", "--logdir", str(run), "--checkpoint", str(path), "--episodes", "1"]) == 0
+    assert str(path) in (run / "eval" / "eval.json").read_text()
+
+
+def test_eval_without_a_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    assert main(["eval", "--logdir", str(tmp_path)]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_report_page_shows_curves_losses_videos_and_config(run, capsys):
+    assert main(["report", "--logdir", str(run)]) == 0
+    report = run / "report"
+    html = (report / "index.html").read_text()
+    for name in ("scores.png", "wm_losses.png", "actor_losses.png", "critic_losses.png"):
+        assert (report / name).stat().st_size > 1000 and name in html, name
+    videos = [path.name for path in report.glob("*.mp4")]
+    assert any(name.startswith("wm_open_loop") for name in videos), videos
+    assert any(name.startswith("eval_video") for name in videos), videos
+    for name in videos:
+        assert name in html
+    assert "train_ratio" in html and "Open-loop predictions" in (report / "report.md").read_text()
+
+
+def test_report_of_an_empty_directory_is_a_one_line_error(tmp_path, capsys):
+    assert main(["report", "--logdir", str(tmp_path)]) == 2
+    assert "metrics.jsonl" in capsys.readouterr().err
