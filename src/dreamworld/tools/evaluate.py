@@ -82,16 +82,16 @@ def _evaluate_dreamer(
     assert config is not None
     returns: list[float] = []
     frames: list[np.ndarray] = []
-    state: list[Any] = [None]
+    latent: list[Any] = [None]
     mode = "sample" if stochastic else "mode"
     with vector_env(config.env, num_envs=1, parallel="serial") as env:
 
-        def act(obs: dict[str, np.ndarray], state_: Any) -> tuple[np.ndarray, Any]:
+        def act(obs: dict[str, np.ndarray], state: Any) -> tuple[np.ndarray, Any]:
             if video and not returns:
                 frame = obs["image"][0] if "image" in obs else env.render(0)
                 if frame is not None:
                     frames.append(np.asarray(frame))
-            action, state[0] = agent.policy(obs, state[0], mode=mode)
+            action, latent[0] = agent.policy(obs, latent[0], mode=mode)
             return action, None
 
         driver = Driver(env, seed=config.seed + 5_000_011)
