@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian libraries dreamworld needs for headless rendering, if any is missing:
 # EGL + Mesa for MuJoCo / dm_control offscreen rendering (MUJOCO_GL=egl), and OSMesa as the
-# software fallback (MUJOCO_GL=osmesa). Does nothing when all are present.
+# software fallback (MUJOCO_GL=osmesa), and headless Chromium + its driver for the tests of the
+# dream viewer (tests/browser.py). Does nothing when all are present.
 set -euo pipefail
 
-packages=(libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libosmesa6)
+packages=(libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libosmesa6 chromium chromium-driver)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -61,3 +61,26 @@ def test_report_page_shows_curves_losses_videos_and_config(run, capsys):
 def test_report_of_an_empty_directory_is_a_one_line_error(tmp_path, capsys):
     assert main(["report", "--logdir", str(tmp_path)]) == 2
     assert "metrics.jsonl" in capsys.readouterr().err
+
+
+def test_dream_page_in_headless_chromium(run):
+    from selenium.webdriver.common.keys import Keys
+
+    from browser import check_dream_page, dream_page
+    from dreamworld.tools.dream import open_session
+
+    with dream_page(open_session(run)) as browser:
+        check_dream_page(browser, Keys.ARROW_RIGHT)
+
+
+def test_dream_session_follows_the_real_environment(run):
+    from dreamworld.tools.dream import open_session
+
+    session = open_session(run)
+    first = session.reset()
+    assert first["step"] == 0 and first["imagined"].startswith("data:image/png")
+    reply = session.step(1, agent=False, temperature=None)
+    assert reply["step"] == 1 and reply["action"] == 1 and reply["real_return"] == 1.0
+    assert session.step(None, agent=True, temperature=None)["action"] in (0, 1)
+    with pytest.raises(ValueError, match="outside"):
+        session.step(7, agent=False, temperature=None)

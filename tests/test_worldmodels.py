@@ -358,3 +358,17 @@ def test_ray_backend_gives_the_local_returns(experiment):
         ray.shutdown()
     np.testing.assert_allclose(returns, np.concatenate(local), rtol=1e-5)
     assert frames is not None and len(frames) >= 2
+
+
+def test_dream_page_for_world_models(experiment):
+    from selenium.webdriver.common.keys import Keys
+
+    from browser import check_dream_page, dream_page
+    from dreamworld.tools.dream import open_session
+
+    session = open_session(experiment)
+    assert session.info()["temperature"] == 1.15 and session.info()["carracing"]
+    with dream_page(session) as browser:
+        check_dream_page(browser, Keys.ARROW_UP)
+        slider = browser.find_element("id", "temp")
+        assert slider.is_displayed()

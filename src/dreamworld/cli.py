@@ -114,6 +114,20 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--logdir", required=True, help="the run directory")
     report.set_defaults(handler=_report, takes_overrides=False)
 
+    dream = commands.add_parser(
+        "dream",
+        help="play inside a run's learned world model from a local web page",
+        description="Serve a page where the keyboard (or the trained agent) drives an imagined rollout "
+        "from a real starting frame, with the real environment beside it under the same actions.",
+    )
+    dream.add_argument(
+        "--logdir", required=True, help="a Dreamer run (image task) or World Models experiment"
+    )
+    dream.add_argument("--checkpoint", help="a Dreamer checkpoint file instead of the run's own")
+    dream.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    dream.add_argument("--port", type=int, default=8765, help="port; 0 picks a free one")
+    dream.set_defaults(handler=_dream, takes_overrides=False)
+
     plot = commands.add_parser(
         "plot",
         help="learning curves of many runs: one panel per task, mean and spread over seeds",
@@ -407,6 +421,19 @@ def _report(args: argparse.Namespace, rest: Sequence[str]) -> int:
     from dreamworld.tools.report import write_report
 
     print(f"report: {write_report(args.logdir)}")
+    return 0
+
+
+def _dream(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    from dreamworld.tools.dream import open_session, serve
+
+    server = serve(open_session(args.logdir, args.checkpoint), args.host, args.port)
+    host, port = str(server.server_address[0]), server.server_address[1]
+    print(f"dreaming on http://{host}:{port}/ (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
     return 0
 
 

@@ -1,0 +1,392 @@
+"""``dreamworld dream``: play inside a learned world model from a web page.
+
+A small HTTP server (standard library, bound to 127.0.0.1 unless ``--host`` says otherwise) serves one
+page. From a real starting frame, each key press is an action: the model imagines the next frame and
+the real environment takes the same action beside it. "The agent drives" lets the trained policy pick
+the actions (Dreamer's actor on the imagined state; the World Models controller on ``[z, h]``), and a
+temperature slider sets how wild the World Models dream is.
+
+Keys: arrows (left/right, up = gas or forward, down = brake; with two discrete actions, left and
+right are actions 0 and 1), digits for discrete action indices, space for "no action" (action 0),
+R to restart from a new real frame.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dreamworld.errors import DreamworldError
+from dreamworld.run.checkpoint import CHECKPOINT_NAME
+
+
+class Session:
+    """The imagined and the real rollout of one viewer; subclasses hold the model."""
+
+    discrete: int  # number of discrete actions, 0 for continuous ones
+    dims: int  # continuous action size
+    temperature: float | None = None  # None: the model has no temperature
+    env: Any
+
+    def __init__(self) -> None:
+        self.steps, self.seed, self.real_return, self.dream_return = 0, 0, 0.0, 0.0
+        self.real_done = False
+        self.lock = threading.Lock()
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "algorithm": type(self).__name__.removesuffix("Session").lower(),
+            "discrete": self.discrete,
+            "dims": self.dims,
+            "carracing": self.carracing,
+            "temperature": self.temperature,
+        }
+
+    def reset(self) -> dict[str, Any]:
+        with self.lock:
+            self.seed += 1
+            obs = self.env.reset(seed=self.seed)
+            self.steps, self.real_return, self.dream_return, self.real_done = 0, 0.0, 0.0, False
+            self.real_frame = self._frame(obs)
+            imagined = self.start(obs)
+            return self._reply(imagined, None)
+
+    def step(self, action: Any, agent: bool, temperature: float | None) -> dict[str, Any]:
+        with self.lock:
+            if temperature is not None and self.temperature is not None:
+                self.temperature = float(temperature)
+            chosen = self.policy() if agent else self._parse(action)
+            imagined, reward = self.imagine(chosen)
+            self.dream_return += reward
+            if not self.real_done:
+                obs = self.env.step(chosen)
+                self.real_frame, self.real_done = self._frame(obs), bool(obs["is_last"])
+                self.real_return += float(obs["reward"])
+            self.steps += 1
+            return self._reply(imagined, chosen)
+
+    def start(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def imagine(self, action: Any) -> tuple[np.ndarray, float]:
+        raise NotImplementedError
+
+    def policy(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def carracing(self) -> bool:
+        return False
+
+    def _parse(self, action: Any) -> Any:
+        if self.discrete:
+            index = int(action)
+            if not 0 <= index < self.discrete:
+                raise ValueError(f"action {index} outside 0..{self.discrete - 1}")
+            return index
+        vector = np.clip(np.asarray(action, np.float32).reshape(-1), -1, 1)
+        if vector.shape != (self.dims,):
+            raise ValueError(f"action of size {vector.size}, expected {self.dims}")
+        return vector
+
+    def _frame(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(obs["image"])
+
+    def _reply(self, imagined: np.ndarray, action: Any) -> dict[str, Any]:
+        shown = (
+            None
+            if action is None
+            else (int(action) if self.discrete else np.asarray(action).round(2).tolist())
+        )
+        return {
+            "imagined": _png(imagined),
+            "real": _png(self.real_frame),
+            "step": self.steps,
+            "action": shown,
+            "real_return": round(self.real_return, 2),
+            "dream_return": round(self.dream_return, 2),
+            "real_done": self.real_done,
+            "temperature": self.temperature,
+        }
+
+
+class DreamerSession(Session):
+    """Dreamer: the RSSM prior imagines, the decoder draws, the actor drives."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        super().__init__()
+        from dreamworld.algos.dreamer.agent import Dreamer
+        from dreamworld.envs import make_env
+
+        self.agent = Dreamer.load(checkpoint, device="cpu").eval()
+        config = self.agent.run_config
+        assert config is not None
+        if "image" not in self.agent.shapes:
+            raise DreamworldError(
+                "this run learned from vectors, not images: there is nothing to show in a dream"
+            )
+        self.name = config.env.name
+        env = config.env
+        self.env = make_env(
+            env.name, obs=env.obs, size=env.size, repeat=env.repeat, time_limit=env.time_limit, gray=env.gray,
+            noops=env.noops, sticky=env.sticky, camera=env.camera, discrete=env.discrete, **env.kwargs,
+        )  # fmt: skip
+        self.discrete = self.agent.actions if self.agent.discrete else 0
+        self.dims = 0 if self.agent.discrete else self.agent.actions
+
+    @property
+    def carracing(self) -> bool:
+        return self.name == "carracing"
+
+    @torch.no_grad()
+    def start(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        rssm, agent = self.agent.wm.rssm, self.agent
+        inputs = {key: torch.as_tensor(obs[key][None]) for key in agent.shapes}
+        if "vector" in inputs:
+            inputs["vector"] = inputs["vector"].float()
+        embed = rssm.post_embed(agent.wm.encoder(inputs))
+        action = torch.zeros(1, agent.actions)
+        self.state = rssm.obs_step(
+            rssm.initial(1), action, embed, torch.ones(1, dtype=torch.bool), sample=False
+        )
+        return self._decode()
+
+    @torch.no_grad()
+    def imagine(self, action: Any) -> tuple[np.ndarray, float]:
+        agent = self.agent
+        if agent.discrete:
+            encoded = torch.nn.functional.one_hot(torch.tensor([int(action)]), agent.actions).float()
+        else:
+            encoded = torch.as_tensor(np.asarray(action, np.float32)[None])
+        self.state = agent.wm.rssm.img_step(self.state, encoded)
+        reward = float(agent.wm.reward(agent.wm.rssm.feat(self.state)).mode().reshape(-1)[0])
+        return self._decode(), reward
+
+    @torch.no_grad()
+    def policy(self) -> Any:
+        action = self.agent.actor(self.agent.wm.rssm.feat(self.state)).mode()
+        return self.agent.decode_action(action if self.agent.discrete else action.clamp(-1, 1))[0]
+
+    def _decode(self) -> np.ndarray:
+        image = self.agent.wm.decoder(self.agent.wm.rssm.feat(self.state))["image"].mode()[0]
+        return ((image + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+class WorldModelsSession(Session):
+    """World Models: M dreams at a temperature, V draws, the best controller drives."""
+
+    def __init__(self, logdir: Path) -> None:
+        super().__init__()
+        from dreamworld.algos.world_models.controller_stage import KIND, build_agent
+        from dreamworld.algos.world_models.mdnrnn_stage import load_mdnrnn
+        from dreamworld.config import load_config
+        from dreamworld.envs import make_env
+        from dreamworld.run.checkpoint import load_checkpoint
+
+        config = load_config(["worldmodels"], [logdir / "config.yaml"], {"logdir": str(logdir)})
+        self.name = config.env.name
+        self.env = make_env(config.env.name, obs="image", size=config.env.size, discrete=config.env.discrete)
+        spec = load_mdnrnn(logdir)[1]
+        self.discrete = int(spec["discrete"])
+        self.dims = 0 if self.discrete else int(spec["actions"])
+        best = sorted(logdir.glob("controller*/best.pt"))
+        memory = bool(load_checkpoint(best[0], kind=KIND)["spec"]["memory"]) if best else True
+        self.model = build_agent(config, memory, True, self.env.act_space, "cpu")
+        self.params = load_checkpoint(best[0], kind=KIND)["params"][None].float() if best else None
+        self.temperature = config.worldmodels.controller.temperature
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    @property
+    def carracing(self) -> bool:
+        return self.name == "carracing"
+
+    @torch.no_grad()
+    def start(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        self.z = self.model.vae.encode(torch.as_tensor(obs["image"][None]))[0]
+        assert self.model.mdnrnn is not None
+        self.state = self.model.mdnrnn.initial(1)
+        return self._decode()
+
+    @torch.no_grad()
+    def imagine(self, action: Any) -> tuple[np.ndarray, float]:
+        model, mdnrnn = self.model, self.model.mdnrnn
+        assert mdnrnn is not None
+        tensor = (
+            torch.tensor([int(action)])
+            if self.discrete
+            else torch.as_tensor(np.asarray(action, np.float32)[None])
+        )
+        prediction, self.state = mdnrnn.step(self.z, model.action_features(tensor), self.state)
+        uniform = torch.rand(self.z.shape, generator=self.generator)
+        normal = torch.randn(self.z.shape, generator=self.generator)
+        self.z = mdnrnn.sample(prediction, max(self.temperature or 1.0, 1e-3), uniform, normal)
+        return self._decode(), float(prediction.reward[0])
+
+    @torch.no_grad()
+    def policy(self) -> Any:
+        if self.params is None:
+            return self.env.act_space.sample()
+        action = self.model.act(self.params, self.z, self.state, torch.zeros(1, dtype=torch.long))[0]
+        return int(action) if self.discrete else action.numpy()
+
+    def _decode(self) -> np.ndarray:
+        image = self.model.vae.decode(self.z)[0]
+        return ((image + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def open_session(logdir: str | Path, checkpoint: str | Path | None = None) -> Session:
+    """The viewer's model for a run directory (Dreamer or World Models)."""
+    logdir = Path(logdir)
+    if (logdir / "vae").is_dir():
+        if not (logdir / "mdnrnn" / "best.pt").exists():
+            raise DreamworldError(
+                f"{logdir} has no trained MDN-RNN; run `dreamworld worldmodels train-mdnrnn` first"
+            )
+        return WorldModelsSession(logdir)
+    path = Path(checkpoint) if checkpoint else logdir / CHECKPOINT_NAME
+    if not path.exists():
+        raise DreamworldError(f"no checkpoint at {path}; train first or pass --checkpoint FILE")
+    return DreamerSession(path)
+
+
+def serve(session: Session, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
+    """An HTTP server for ``session`` (not yet serving: call ``serve_forever``); port 0 picks one."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path in ("/", "/index.html"):
+                self._send(200, PAGE.encode(), "text/html; charset=utf-8")
+            elif self.path == "/api/info":
+                self._json(session.info())
+            else:
+                self._send(404, b"not found", "text/plain")
+
+        def do_POST(self) -> None:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if self.path == "/api/reset":
+                    self._json(session.reset())
+                elif self.path == "/api/step":
+                    self._json(
+                        session.step(body.get("action"), bool(body.get("agent")), body.get("temperature"))
+                    )
+                else:
+                    self._send(404, b"not found", "text/plain")
+            except (ValueError, TypeError) as error:
+                self._send(400, str(error).encode(), "text/plain")
+
+        def _json(self, value: Any) -> None:
+            self._send(200, json.dumps(value).encode(), "application/json")
+
+        def _send(self, status: int, body: bytes, kind: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            """Quiet: one line per frame would flood the terminal."""
+
+    return ThreadingHTTPServer((host, port), Handler)
+
+
+def _png(frame: np.ndarray) -> str:
+    import imageio.v3 as iio
+
+    frame = np.asarray(frame)
+    if frame.shape[-1] == 1:
+        frame = np.repeat(frame, 3, -1)
+    buffer = io.BytesIO()
+    iio.imwrite(buffer, frame, extension=".png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>dreamworld: inside the learned world</title>
+<style>
+body{font-family:sans-serif;background:#111;color:#eee;margin:1.5em}
+.views{display:flex;gap:2em}.view{text-align:center}
+img{width:384px;height:384px;image-rendering:pixelated;background:#000;border:1px solid #444}
+button{font-size:1em;margin-right:1em}#status{margin-top:1em;font-family:monospace}
+</style></head><body>
+<h2>Inside the learned world</h2>
+<p>Arrows or digits act, space waits, R restarts from a new real frame.</p>
+<div><button id="mode">you drive</button><button id="restart">restart (R)</button>
+<span id="tempbox" hidden>temperature <input id="temp" type="range" min="0.05" max="2" step="0.05">
+<span id="tempval"></span></span></div>
+<div class="views">
+<div class="view"><img id="imagined" alt="imagined"><div>the model's dream</div></div>
+<div class="view"><img id="real" alt="real"><div>the real environment</div></div></div>
+<div id="status">loading...</div>
+<script>
+let info = null, agent = false, timer = null, busy = false;
+const $ = (id) => document.getElementById(id);
+function show(r) {
+  $("imagined").src = r.imagined; $("real").src = r.real;
+  const over = r.real_done ? " (real episode over)" : "";
+  $("status").textContent = `step ${r.step}  action ${JSON.stringify(r.action)}  ` +
+    `dream return ${r.dream_return}  real return ${r.real_return}${over}`;
+  $("status").dataset.step = r.step;
+}
+async function post(path, body) {
+  const response = await fetch(path, {method: "POST", body: JSON.stringify(body || {})});
+  if (!response.ok) throw new Error(await response.text());
+  return response.json();
+}
+async function step(action) {
+  if (busy) return; busy = true;
+  try {
+    const temperature = info.temperature === null ? null : parseFloat($("temp").value);
+    show(await post("/api/step", {action: action, agent: agent, temperature: temperature}));
+  } finally { busy = false; }
+}
+function actionFor(key) {
+  if (info.discrete) {
+    // Two actions are left/right (CartPole); more follow CarRacing and ViZDoom: none, left, right, ...
+    const arrows = info.discrete === 2 ? {ArrowLeft: 0, ArrowRight: 1}
+      : {" ": 0, ArrowLeft: 1, ArrowRight: 2, ArrowUp: 3, ArrowDown: 4};
+    if (/^[0-9]$/.test(key) && +key < info.discrete) return +key;
+    if (key in arrows && arrows[key] < info.discrete) return arrows[key];
+    return null;
+  }
+  const a = new Array(info.dims).fill(0);
+  if (info.carracing) { a[1] = -1; a[2] = -1; }  // no gas, no brake: [-1, 1] maps to [0, 1]
+  if (key === "ArrowLeft") a[0] = -1; else if (key === "ArrowRight") a[0] = 1;
+  else if (key === "ArrowUp") { if (info.carracing) a[1] = 1; else if (info.dims > 1) a[1] = 1; }
+  else if (key === "ArrowDown") { if (info.carracing) a[2] = 1; else if (info.dims > 1) a[1] = -1; }
+  else if (key !== " ") return null;
+  return a;
+}
+document.addEventListener("keydown", (event) => {
+  if (!info) return;
+  if (event.key === "r" || event.key === "R") { restart(); return; }
+  const action = actionFor(event.key);
+  if (action !== null && !agent) { event.preventDefault(); step(action); }
+});
+async function restart() { show(await post("/api/reset")); }
+$("restart").onclick = restart;
+$("mode").onclick = () => {
+  agent = !agent; $("mode").textContent = agent ? "the agent drives" : "you drive";
+  if (agent) timer = setInterval(() => step(null), 100); else clearInterval(timer);
+};
+$("temp").oninput = () => { $("tempval").textContent = $("temp").value; };
+(async () => {
+  info = await (await fetch("/api/info")).json();
+  if (info.temperature !== null) {
+    $("tempbox").hidden = false; $("temp").value = info.temperature;
+    $("tempval").textContent = info.temperature;
+  }
+  await restart();
+})();
+</script></body></html>
+"""
