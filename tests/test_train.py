@@ -150,3 +150,16 @@ def _steps(logdir) -> int:
     state = load_checkpoint(logdir / "checkpoint.pt", kind="dreamer")
     Replay(state["replay"]["capacity"], state["replay"]["length"]).load(logdir / "replay", state["replay"])
     return state["counters"]["steps"]
+
+
+def test_episode_stats_take_log_keys_at_the_last_step():
+    import numpy as np
+
+    from dreamworld.run.train import episode_stats
+
+    episode = {
+        "reward": np.ones(3),
+        "log_success": np.array([0.0, 1.0, 0.0]),
+        "log_dist": np.array([3.0, 2.0, 1.0]),
+    }
+    assert episode_stats(episode) == {"success": 0.0, "dist": 1.0}

@@ -102,6 +102,14 @@ def train(config: Config, agent: Dreamer | None = None) -> TrainResult:
         return loop.run()
 
 
+def episode_stats(episode: dict[str, np.ndarray]) -> dict[str, float]:
+    """An episode's ``log_<name>`` observations as ``{name: value at its last step}``.
+
+    Success flags (``log_success``) are judged at the end of an episode, as robotics benchmarks do.
+    """
+    return {key[4:]: float(value[-1]) for key, value in episode.items() if key.startswith("log_")}
+
+
 def random_returns(config: Config, episodes: int) -> list[float]:
     """Returns of a uniform random policy on the evaluation environment, as a baseline."""
     returns: list[float] = []
@@ -203,11 +211,19 @@ class _Loop:
             action, latent[0] = self.agent.policy(obs, latent[0], mode=dreamer.eval_mode)
             return action, None
 
-        driver.on_episode(lambda episode, index: returns.append(float(episode["reward"].sum())))
+        stats: list[dict[str, float]] = []
+
+        def finish(episode: dict[str, np.ndarray], index: int) -> None:
+            returns.append(float(episode["reward"].sum()))
+            stats.append(episode_stats(episode))
+
+        driver.on_episode(finish)
         driver.run(act, episodes=dreamer.eval_episodes)
         returns = returns[: dreamer.eval_episodes]
         self.logger.scalar("eval/return", float(np.mean(returns)))
         self.logger.scalar("eval/return_std", float(np.std(returns)))
+        for key in stats[0]:
+            self.logger.scalar(f"eval/{key}", float(np.mean([s[key] for s in stats[: len(returns)]])))
         if frames:
             self.logger.video("eval/video", np.stack(frames), step=self.counters.steps)
         self.logger.write(self.counters.steps)
@@ -265,7 +281,11 @@ class _Loop:
         self.counters.episodes += 1
         if self.config.replay.save_episodes:
             self.store.save(episode)
-        self.logger.score(self.counters.steps, float(episode["reward"].sum()), len(episode["reward"]) - 1)
+        stats = episode_stats(episode)
+        for key, value in stats.items():
+            self.metrics.setdefault(f"episode/{key}", []).append(value)
+        score, length = float(episode["reward"].sum()), len(episode["reward"]) - 1
+        self.logger.score(self.counters.steps, score, length, **stats)
 
     def _update(self) -> None:
         batch = self.config.replay.batch
