@@ -1,8 +1,9 @@
 """Learning curves: evaluation return against environment steps, over seeds, with wall time.
 
 Trains one agent per seed (one after another, or ``--parallel`` at once), then prints the mean and
-spread of ``eval/return`` at every evaluation step and the wall time of each run. Runs land in
-``--outdir`` and resume if interrupted (rerun the same command).
+spread of ``eval/return`` (and ``eval/success`` where the task reports success) at every evaluation
+step and the wall time of each run. Runs land in ``--outdir/<task>/<method>/<seed>`` (plot them with
+``dreamworld plot --indir OUTDIR``) and resume if interrupted (rerun the same command).
 
 Usage::
 
@@ -24,7 +25,9 @@ import numpy as np
 
 
 def logdir_of(args: argparse.Namespace, seed: int) -> Path:
-    return Path(args.outdir) / f"{args.env.replace('/', '_')}-{args.algo}-seed{seed}"
+    """``<outdir>/<task>/<method>/<seed>``: the layout ``dreamworld plot`` reads."""
+    method = "-".join([args.algo, *args.preset])
+    return Path(args.outdir) / args.env.replace("/", "_") / method / str(seed)
 
 
 def run_command(args: argparse.Namespace, seed: int, extra: list[str]) -> list[str]:
@@ -37,12 +40,12 @@ def run_command(args: argparse.Namespace, seed: int, extra: list[str]) -> list[s
     return command
 
 
-def curve(logdir: Path) -> list[tuple[int, float]]:
+def curve(logdir: Path, key: str = "eval/return") -> list[tuple[int, float]]:
     points = []
     for line in (logdir / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
-        if "eval/return" in record:
-            points.append((int(record["step"]), float(record["eval/return"])))
+        if key in record:
+            points.append((int(record["step"]), float(record[key])))
     return points
 
 
@@ -73,13 +76,16 @@ def main() -> None:
         if proc.wait() != 0:
             raise SystemExit(f"seed {seed} failed: {' '.join(run_command(args, seed, extra))}")
         walls.setdefault(seed, time.perf_counter() - started[seed])
-    curves = {seed: dict(curve(logdir_of(args, seed))) for seed in args.seeds}
-    steps = sorted(set().union(*curves.values()))
-    print(f"{args.algo} on {args.env}, seeds {args.seeds}, eval/return mean (min..max)")
-    for step in steps:
-        values = [c[step] for c in curves.values() if step in c]
-        spread = f"{min(values):.1f}..{max(values):.1f}"
-        print(f"  step {step:>7}: {np.mean(values):8.1f} ({spread}), n={len(values)}")
+    for key in ("eval/return", "eval/success"):
+        curves = {seed: dict(curve(logdir_of(args, seed), key)) for seed in args.seeds}
+        steps = sorted(set().union(*curves.values()))
+        if not steps:
+            continue
+        print(f"{args.algo} on {args.env}, seeds {args.seeds}, {key} mean (min..max)")
+        for step in steps:
+            values = [c[step] for c in curves.values() if step in c]
+            spread = f"{min(values):.2f}..{max(values):.2f}"
+            print(f"  step {step:>7}: {np.mean(values):8.2f} ({spread}), n={len(values)}")
     for seed, wall in walls.items():
         print(f"  seed {seed}: {wall / 60:.1f} min")
 
