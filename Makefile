@@ -8,7 +8,10 @@ PY := $(VENV)/bin/python
 # A CPU wheel of this version is available locally; any other torch requirement would pull gigabytes of
 # CUDA packages. A torch already importable by $(PYTHON) (a CUDA build on a GPU machine) is reused.
 TORCH_VERSION ?= 2.13.0
-EXTRAS ?= dev,dmc,atari,box2d,vizdoom,ray
+EXTRAS ?= dev,dmc,atari,box2d,vizdoom,ray,highway,fetch,panda,pyflyt
+# PyFlyt pins numpy<2 but runs on numpy 2: with the pyflyt extra (its real dependencies) it is installed
+# on its own, without dependencies, so numpy is not downgraded.
+PYFLYT_VERSION ?= 0.29.0
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 PYTEST_ARGS ?=
@@ -29,6 +32,7 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==$(TORCH_VERSION)
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(if $(findstring pyflyt,$(EXTRAS)),$(PY) -m pip install --quiet --no-deps PyFlyt==$(PYFLYT_VERSION))
 	@touch $@
 
 $(VENV)/.system-deps: scripts/system-deps.sh | $(PY)

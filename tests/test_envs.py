@@ -30,6 +30,23 @@ CASES = [
     ("carracing", {"discrete": True}, {"image": (64, 64, 3)}),
     ("vizdoom/take-cover", {}, {"image": (64, 64, 3)}),
     ("vizdoom/take-cover", {"gray": True, "size": 32}, {"image": (32, 32, 1)}),
+    ("highway/merge", {}, {"vector": (25,), "log_crashed": ()}),
+    (
+        "highway/parking",
+        {"obs": "both"},
+        {"image": (64, 64, 3), "vector": (18,), "log_crashed": (), "log_success": ()},
+    ),
+    ("highway/racetrack", {"obs": "image", "gray": True}, {"image": (64, 64, 1), "log_crashed": ()}),
+    ("pyflyt/quadx-hover", {"obs": "both", "size": 32}, {"image": (32, 32, 3), "vector": (21,)}),
+    (
+        "pyflyt/quadx-waypoints",
+        {"obs": "both"},
+        {"image": (64, 64, 3), "vector": (37,), "log_success": (), "log_targets_reached": ()},
+    ),
+    ("fetch/reach", {}, {"vector": (16,), "log_success": ()}),
+    ("fetch/push", {"obs": "both", "gray": True}, {"image": (64, 64, 1), "vector": (31,), "log_success": ()}),
+    ("panda/push", {}, {"vector": (24,), "log_success": ()}),
+    ("panda/reach", {"obs": "image", "size": 32}, {"image": (32, 32, 3), "log_success": ()}),
 ]
 
 
@@ -203,6 +220,10 @@ def test_bad_options_raise_env_error(name: str, options: dict[str, Any], message
         (("ale_py",), "atari/pong", "atari"),
         (("Box2D",), "carracing", "box2d"),
         (("vizdoom",), "vizdoom/take-cover", "vizdoom"),
+        (("highway_env",), "highway/highway-fast", "highway"),
+        (("PyFlyt", "PyFlyt.gym_envs"), "pyflyt/quadx-hover", "pyflyt"),
+        (("gymnasium_robotics",), "fetch/reach", "fetch"),
+        (("panda_gym",), "panda/reach", "panda"),
     ],
 )
 def test_missing_extra_names_it(
@@ -219,7 +240,7 @@ def test_missing_extra_names_it(
 
 def test_suite_table_lists_every_suite_installed_here() -> None:
     rows = {row.name: row for row in suite_table()}
-    assert set(rows) == {"gym", "dmc", "atari", "carracing", "vizdoom"}
+    assert set(rows) == {"gym", "dmc", "atari", "carracing", "vizdoom", "highway", "pyflyt", "fetch", "panda"}
     assert all(row.installed and row.examples and row.description for row in rows.values())
     assert rows["dmc"].install == "pip install 'dreamworld[dmc]'"
 

@@ -163,3 +163,15 @@ def test_episode_stats_take_log_keys_at_the_last_step():
         "log_dist": np.array([3.0, 2.0, 1.0]),
     }
     assert episode_stats(episode) == {"success": 0.0, "dist": 1.0}
+
+
+def test_success_of_a_robotics_task_reaches_the_logs(tmp_path):
+    """FetchReach reports is_success: it becomes episode/success and eval/success."""
+    pytest.importorskip("gymnasium_robotics")
+    argv = ["train", "--env", "fetch/reach-dense", "--logdir", str(tmp_path), *TINY, "--steps", "160"]
+    assert main(argv) == 0
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    keys = set().union(*lines)
+    assert "episode/success" in keys and "eval/success" in keys
+    scores = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
+    assert all(score["success"] in (0.0, 1.0) for score in scores) and len(scores) >= 2

@@ -20,7 +20,8 @@ class EnvConfig:
     """Which environment to run and how it is presented to the agent."""
 
     name: str = option(
-        "environment id: gym/<Gymnasium id or module:Id>, dmc/<domain>-<task>, atari/<game>, carracing",
+        "environment id: gym/<Gymnasium id or module:Id>, dmc/<domain>-<task>, atari/<game>, carracing, "
+        "vizdoom/<scenario>, highway/<scene>, pyflyt/<task>, fetch/<task>, panda/<task>",
         "gym/CartPole-v1",
     )
     envs: int = option("number of environments stepped in parallel", 1)
@@ -38,7 +39,9 @@ class EnvConfig:
     sticky: float = option("atari: probability of repeating the previous action", 0.0)
     camera: int | None = option("dmc: camera id for images; null takes the domain's default", None)
     discrete: bool = option("carracing: use the 5-action discrete version", False)
-    kwargs: dict[str, Any] = section("extra keyword arguments passed to gymnasium.make (gym/ ids only)", dict)
+    kwargs: dict[str, Any] = section(
+        "extra keyword arguments passed to gymnasium.make (gym/, carracing and the robotics suites)", dict
+    )
 
     def __post_init__(self) -> None:
         choice("env.parallel", self.parallel, ("process", "thread", "serial"))

@@ -5,15 +5,22 @@ several in worker processes. Suites are found in a local registry of import stri
 simulator (and its optional package) is imported only when that suite is used. Nothing here
 imports torch.
 
-=============  =====================================  ======================  =========
+=============  =====================================  ======================  ===============
 suite          ids                                    natural observation     extra
-=============  =====================================  ======================  =========
+=============  =====================================  ======================  ===============
 ``gym``        ``gym/<Gymnasium id>``                 its observation space   (core)
 ``dmc``        ``dmc/<domain>-<task>``                ``vector``              ``dmc``
 ``atari``      ``atari/<game>`` (snake_case)          ``image``               ``atari``
 ``carracing``  ``carracing``                          ``image``               ``box2d``
 ``vizdoom``    ``vizdoom/<scenario>``                 ``image``               ``vizdoom``
-=============  =====================================  ======================  =========
+``highway``    ``highway/<scene>``                    ``vector``              ``highway``
+``pyflyt``     ``pyflyt/<aircraft>-<task>``           ``vector``              ``pyflyt`` (1)
+``fetch``      ``fetch/<task>[-dense]``               ``vector``              ``fetch``
+``panda``      ``panda/<task>[-dense]``               ``vector``              ``panda``
+=============  =====================================  ======================  ===============
+
+(1) PyFlyt pins ``numpy<2``; it is installed on its own with ``pip install --no-deps`` after the
+extra, which brings its real dependencies (see ``docs/robotics.md``).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class _Suite(NamedTuple):
     extra: str | None
     examples: tuple[str, ...]
     description: str
+    install: str | None = None  # when installing the extra is not enough
 
 
 # Values are import strings, resolved on use: a missing optional package fails only then.
@@ -76,6 +84,41 @@ _SUITES = {
         "vizdoom",
         ("vizdoom/take-cover", "vizdoom/defend-the-center", "vizdoom/health-gathering"),
         "ViZDoom's bundled scenarios from the first-person screen (TakeCover: World Models' dream task)",
+    ),
+    "highway": _Suite(
+        "dreamworld.envs.highway:make",
+        ("highway_env",),
+        "highway",
+        (
+            "highway/highway-fast",
+            "highway/merge",
+            "highway/roundabout",
+            "highway/parking",
+            "highway/racetrack",
+        ),
+        "highway-env driving scenes: neighbour kinematics or top-down pixels, meta-actions or steering",
+    ),
+    "pyflyt": _Suite(
+        "dreamworld.envs.pyflyt:make",
+        ("PyFlyt", "pybullet", "numba"),
+        "pyflyt",
+        ("pyflyt/quadx-hover", "pyflyt/quadx-waypoints", "pyflyt/fixedwing-waypoints"),
+        "PyFlyt drones on pybullet: attitude and waypoint vectors or the onboard camera",
+        "pip install 'dreamworld[pyflyt]' && pip install --no-deps PyFlyt==0.29.0",
+    ),
+    "fetch": _Suite(
+        "dreamworld.envs.fetch:make",
+        ("gymnasium_robotics", "mujoco"),
+        "fetch",
+        ("fetch/reach", "fetch/push-dense", "fetch/pick-and-place"),
+        "Gymnasium-Robotics Fetch arm (MuJoCo): goal-conditioned state or pixels, log_success",
+    ),
+    "panda": _Suite(
+        "dreamworld.envs.panda:make",
+        ("panda_gym", "pybullet"),
+        "panda",
+        ("panda/reach", "panda/push-dense", "panda/stack"),
+        "panda-gym Franka arm (pybullet): goal-conditioned state or pixels, log_success",
     ),
 }
 
@@ -116,10 +159,12 @@ def make_env(
     """Builds one environment meeting the contract of :mod:`dreamworld.envs.base`.
 
     Args:
-        name: ``gym/<id>``, ``gym/<module>:<id>``, ``dmc/<domain>-<task>``, ``atari/<game>`` or
-            ``carracing``.
-        obs: ``"auto"`` (the suite's natural observation: dmc state, Atari and CarRacing pixels,
-            Gymnasium whatever its space holds), ``"image"``, ``"vector"`` or ``"both"``.
+        name: ``gym/<id>``, ``gym/<module>:<id>``, ``dmc/<domain>-<task>``, ``atari/<game>``,
+            ``carracing``, ``vizdoom/<scenario>``, ``highway/<scene>``, ``pyflyt/<task>``,
+            ``fetch/<task>`` or ``panda/<task>`` (table in the module docstring).
+        obs: ``"auto"`` (the suite's natural observation: dmc and robotics state, Atari and
+            CarRacing pixels, Gymnasium whatever its space holds), ``"image"``, ``"vector"`` or
+            ``"both"``.
         size: Side of square images in pixels.
         repeat: Action repeat; None for the suite's default (Atari 4, dmc 2, others 1).
         time_limit: Agent steps (after repeat) per episode; None keeps the environment's own
@@ -177,7 +222,8 @@ def suite_table() -> list[SuiteInfo]:
     rows = []
     for name, suite in _SUITES.items():
         installed = all(importlib.util.find_spec(module) is not None for module in suite.modules)
-        install = f"pip install 'dreamworld[{suite.extra}]'" if suite.extra else "pip install dreamworld"
+        default = f"pip install 'dreamworld[{suite.extra}]'" if suite.extra else "pip install dreamworld"
+        install = suite.install or default
         rows.append(SuiteInfo(name, suite.examples, suite.description, installed, install))
     return rows
 

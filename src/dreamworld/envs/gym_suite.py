@@ -7,7 +7,7 @@ built with particular options.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -20,6 +20,9 @@ from dreamworld.envs.wrappers import SimulatorEnv, resize_image
 from dreamworld.errors import EnvError, MissingDependencyError
 
 Flatten = Callable[[Any], np.ndarray]
+
+SUCCESS = {"is_success": "success"}
+"""``info['is_success']`` as ``log_success``: what goal-conditioned (robotics) environments report."""
 
 
 def make(task: str, options: EnvOptions) -> Env:
@@ -40,7 +43,18 @@ def make(task: str, options: EnvOptions) -> Env:
     name = f"gym/{task}"
     options.check_used(name, {"kwargs"})
     env = make_gym(_find_spec(task, name), options, name)
-    return SimulatorEnv(GymSimulator(env, options, name), options.repeat or 1, options.time_limit)
+    info_keys = SUCCESS if is_goal_conditioned(env.observation_space) else None
+    sim = GymSimulator(env, options, name, info_keys)
+    return SimulatorEnv(sim, options.repeat or 1, options.time_limit)
+
+
+def is_goal_conditioned(space: gym.spaces.Space) -> bool:
+    """Whether observations follow the goal-conditioned convention of Gymnasium-Robotics.
+
+    Such environments (a Dict with ``observation``, ``achieved_goal`` and ``desired_goal``) report
+    ``info['is_success']``, which then becomes ``log_success``.
+    """
+    return isinstance(space, gym.spaces.Dict) and {"achieved_goal", "desired_goal"} <= set(space.spaces)
 
 
 def make_gym(spec: gym.envs.registration.EnvSpec, options: EnvOptions, name: str, **kwargs: Any) -> gym.Env:
@@ -79,15 +93,20 @@ class GymSimulator:
 
     Observations are sorted into the payload: uint8 ``(H, W, 1 or 3)`` entries become ``image``
     (resized, channels concatenated if several), all other entries are flattened into
-    ``vector``. An ``image`` the environment does not provide is rendered (``rgb_array``).
+    ``vector``. An ``image`` the environment does not provide is rendered (``rgb_array``; an
+    alpha channel is dropped). Entries of ``info`` named in ``info_keys`` become float32 scalars
+    ``log_<name>``, 0 while the environment has not reported them (e.g. at reset).
 
     Args:
         env: The environment, made with ``render_mode="rgb_array"`` if it must render.
         options: ``obs``, ``size`` and ``gray``.
         name: The dreamworld id, for messages.
+        info_keys: ``{info key: log name}``, e.g. :data:`SUCCESS`; None for none.
     """
 
-    def __init__(self, env: gym.Env, options: EnvOptions, name: str) -> None:
+    def __init__(
+        self, env: gym.Env, options: EnvOptions, name: str, info_keys: Mapping[str, str] | None = None
+    ) -> None:
         self._env = env
         self._size = options.size
         self._gray = options.gray
@@ -116,17 +135,23 @@ class GymSimulator:
         if self._vectors:
             dim = sum(part_dim for _, _, part_dim in self._vectors)
             self.obs_space["vector"] = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+        self._info_keys = {key: f"log_{log}" for key, log in (info_keys or {}).items()}
+        for log in self._info_keys.values():
+            self.obs_space[log] = gym.spaces.Box(-np.inf, np.inf, (), np.float32)
+        self._logs: dict[str, np.ndarray] = {}
         self._obs: Any = None
 
     def reset(self, seed: int | None) -> None:
         """Resets; a seed also seeds the native action space (for its ``sample()``)."""
-        self._obs, _ = self._env.reset(seed=seed)
+        self._obs, info = self._env.reset(seed=seed)
+        self._read(info)
         if seed is not None:
             self._env.action_space.seed(seed)
 
     def step(self, action: Any) -> tuple[float, bool, bool]:
-        """One ``env.step``; the observation is kept for :meth:`observe`."""
-        self._obs, reward, terminated, truncated, _ = self._env.step(action)
+        """One ``env.step``; the observation (and the info keys) are kept for :meth:`observe`."""
+        self._obs, reward, terminated, truncated, info = self._env.step(action)
+        self._read(info)
         return float(reward), bool(terminated), bool(truncated)
 
     def observe(self) -> dict[str, np.ndarray]:
@@ -144,6 +169,8 @@ class GymSimulator:
             payload["vector"] = np.concatenate(
                 [flatten(self._part(key)) for key, flatten, _ in self._vectors]
             )
+        if self._logs:
+            payload.update(self._logs)
         return payload
 
     def get_state(self) -> dict[str, Any] | None:
@@ -174,6 +201,7 @@ class GymSimulator:
             "obs": self._obs,
             "np_random": env.np_random.bit_generator.state,
             "elapsed": [getattr(layer, "_elapsed_steps", None) for layer in _layers(self._env)],
+            "logs": dict(self._logs),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -198,6 +226,7 @@ class GymSimulator:
             if elapsed is not None:
                 layer._elapsed_steps = elapsed  # type: ignore[attr-defined]
         self._obs = state["obs"]
+        self._logs = dict(state.get("logs", {}))
 
     def render(self) -> np.ndarray | None:
         """The environment's ``rgb_array`` frame resized to ``size``, or None without one."""
@@ -212,10 +241,17 @@ class GymSimulator:
     def _part(self, key: str | None) -> Any:
         return self._obs if key is None else self._obs[key]
 
+    def _read(self, info: dict[str, Any]) -> None:
+        if self._info_keys:
+            self._logs = {
+                log: np.array(float(info.get(key, 0.0)), np.float32) for key, log in self._info_keys.items()
+            }
+
     def _frame(self) -> np.ndarray:
         frame = self._env.render()
         assert isinstance(frame, np.ndarray), "render_mode='rgb_array' renders arrays"
-        return frame
+        # pybullet cameras (PyFlyt) render RGBA.
+        return np.ascontiguousarray(frame[..., :3]) if frame.shape[-1] == 4 else frame
 
 
 _CLASSIC_EXTRAS = ("steps_beyond_terminated", "last_u")  # classic-control state beside ``state``
