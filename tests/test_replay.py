@@ -188,3 +188,28 @@ def test_loading_a_foreign_or_damaged_replay_is_a_checkpoint_error(tmp_path):
     next(tmp_path.glob("chunk-*.npz")).write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="unreadable"):
         Replay(capacity=100, length=4).load(tmp_path, manifest)
+
+
+def test_a_full_disk_during_save_keeps_the_last_saved_replay(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from dreamworld.errors import StorageError
+
+    replay = Replay(capacity=100, length=4)
+    fill_streams(replay, [[30]])
+    manifest = replay.save(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    fill_streams(replay, [[10]])
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(StorageError, match="disk is full"):
+        replay.save(tmp_path)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    restored = Replay(capacity=100, length=4)
+    restored.load(tmp_path, manifest)
+    assert restored.total == 30

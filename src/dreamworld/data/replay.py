@@ -21,16 +21,14 @@ leaves the files of the last checkpoint intact, so the replay resumes slot for s
 
 from __future__ import annotations
 
-import errno
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dreamworld.data.store import EpisodeStore
-from dreamworld.errors import CheckpointError, StorageError
+from dreamworld.data.store import EpisodeStore, write_npz
+from dreamworld.errors import CheckpointError
 
 REPLAY_DIR = "replay"
 """Folder of the replay's chunk files inside a run directory."""
@@ -151,7 +149,7 @@ class Replay:
             arrays = {f"data.{key}": value[lo:hi] for key, value in self.data.items()}
             arrays.update(stream=self.stream[lo:hi], seq=self.seq[lo:hi], next=self.next[lo:hi])
             name = f"chunk-{chunk:06d}-{self._generation:08d}.npz"
-            _write_npz(directory / name, arrays)
+            write_npz(directory / name, arrays, compress=False, what="the replay")
             self._files[chunk] = name
         self._dirty.clear()
         return {
@@ -173,7 +171,7 @@ class Replay:
         for path in Path(directory).glob("chunk-*.npz"):
             if path.name not in keep:
                 path.unlink(missing_ok=True)
-        for path in Path(directory).glob(".chunk-*.tmp"):
+        for path in Path(directory).glob(".chunk-*.npz.tmp"):
             path.unlink(missing_ok=True)
 
     def load(self, directory: str | Path, manifest: Mapping[str, Any]) -> None:
@@ -312,20 +310,3 @@ class Replay:
         missing = self.data.keys() - steps.keys()
         if missing:
             raise KeyError(f"replay step lacks keys {sorted(missing)}")
-
-
-def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Writes uncompressed ``.npz`` atomically (temporary name, fsync, rename)."""
-    tmp = path.with_name(f".{path.stem}.tmp")
-    try:
-        with open(tmp, "wb") as file:
-            np.savez(file, **dict(arrays))  # type: ignore[arg-type]
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        reason = "the disk is full" if error.errno == errno.ENOSPC else error.strerror
-        raise StorageError(
-            f"could not write the replay to {path.parent} ({reason}); the last checkpoint is intact"
-        ) from None

@@ -64,25 +64,8 @@ class EpisodeStore:
         length = _episode_length(episode)
         now = datetime.datetime.now(datetime.timezone.utc)
         name = f"{now:%Y%m%dT%H%M%S-%f}-{uuid.uuid4().hex[:8]}-len{length}.npz"
-        path = self.directory / name
-        tmp = self.directory / f".{name}.tmp"
-        buffer = io.BytesIO()
         arrays: dict[str, Any] = {key: np.asarray(value) for key, value in episode.items()}
-        np.savez_compressed(buffer, **arrays)
-        try:
-            with open(tmp, "wb") as file:
-                file.write(buffer.getbuffer())
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, path)
-        except OSError as error:
-            tmp.unlink(missing_ok=True)
-            reason = "the disk is full" if error.errno == errno.ENOSPC else error.strerror
-            raise StorageError(
-                f"could not write an episode to {self.directory} ({reason}); "
-                "episodes already stored are intact"
-            ) from None
-        return path
+        return write_npz(self.directory / name, arrays, compress=True, what="an episode")
 
     def paths(self) -> list[Path]:
         """Episode files, oldest first."""
@@ -115,6 +98,31 @@ class EpisodeStore:
 
     def __len__(self) -> int:
         return len(self.paths())
+
+
+def write_npz(path: Path, arrays: Mapping[str, np.ndarray], compress: bool, what: str) -> Path:
+    """Writes arrays as ``.npz`` atomically: a temporary name, fsync, then a rename over ``path``.
+
+    Raises:
+        StorageError: Writing failed (full disk, no permission); ``path`` is untouched and no
+            temporary file is left. ``what`` names the content in the message.
+    """
+    buffer = io.BytesIO()
+    (np.savez_compressed if compress else np.savez)(buffer, **dict(arrays))  # type: ignore[arg-type]
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as file:
+            file.write(buffer.getbuffer())
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        reason = "the disk is full" if error.errno == errno.ENOSPC else error.strerror
+        raise StorageError(
+            f"could not write {what} to {path.parent} ({reason}); what was written before is intact"
+        ) from None
+    return path
 
 
 def _episode_length(episode: Mapping[str, np.ndarray]) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 import gymnasium as gym
 
 from dreamworld.envs.base import Env
-from dreamworld.envs.gym_suite import SUCCESS, GymSimulator, make_gym
+from dreamworld.envs.gym_suite import SUCCESS, GymSimulator, make_gym, task_id
 from dreamworld.envs.options import EnvOptions, import_optional, unknown_id
 from dreamworld.envs.rendering import configure_mujoco_gl
 from dreamworld.envs.wrappers import SimulatorEnv
@@ -37,8 +37,7 @@ def gym_id(task: str) -> str | None:
         >>> gym_id("pick-and-place-dense")
         'FetchPickAndPlaceDense-v4'
     """
-    base, dense = (task[: -len("-dense")], "Dense") if task.endswith("-dense") else (task, "")
-    return f"Fetch{TASKS[base]}{dense}-{VERSION}" if base in TASKS else None
+    return task_id(task, TASKS, "Fetch", VERSION)
 
 
 def make(task: str, options: EnvOptions) -> Env:

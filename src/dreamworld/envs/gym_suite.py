@@ -269,6 +269,17 @@ def _layers(env: gym.Env) -> list[gym.Env]:
     return layers
 
 
+def task_id(task: str, tasks: dict[str, str], prefix: str, version: str) -> str | None:
+    """The Gymnasium id of a robotics task named ``<task>`` or ``<task>-dense``, or None if unknown.
+
+    Example:
+        >>> task_id("push-dense", {"push": "Push"}, "Fetch", "v4")
+        'FetchPushDense-v4'
+    """
+    base, dense = (task[: -len("-dense")], "Dense") if task.endswith("-dense") else (task, "")
+    return f"{prefix}{tasks[base]}{dense}-{version}" if base in tasks else None
+
+
 def _find_spec(task: str, name: str) -> gym.envs.registration.EnvSpec:
     module, _, env_id = task.rpartition(":")
     if module:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 from dreamworld.envs.base import Env
-from dreamworld.envs.gym_suite import SUCCESS, GymSimulator, make_gym
+from dreamworld.envs.gym_suite import SUCCESS, GymSimulator, make_gym, task_id
 from dreamworld.envs.options import EnvOptions, import_optional, unknown_id
 from dreamworld.envs.wrappers import SimulatorEnv
 
@@ -40,8 +40,7 @@ def gym_id(task: str) -> str | None:
         >>> gym_id("push-dense")
         'PandaPushDense-v3'
     """
-    base, dense = (task[: -len("-dense")], "Dense") if task.endswith("-dense") else (task, "")
-    return f"Panda{TASKS[base]}{dense}-{VERSION}" if base in TASKS else None
+    return task_id(task, TASKS, "Panda", VERSION)
 
 
 def make(task: str, options: EnvOptions) -> Env:
