@@ -175,3 +175,17 @@ def test_success_of_a_robotics_task_reaches_the_logs(tmp_path):
     assert "episode/success" in keys and "eval/success" in keys
     scores = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
     assert all(score["success"] in (0.0, 1.0) for score in scores) and len(scores) >= 2
+
+
+def test_step_clocks_write_metrics_and_checkpoints(tmp_path):
+    """With the wall-clock periods out of reach, log_steps and save_steps alone trigger writes."""
+    values = {**overrides(TINY), "logdir": str(tmp_path), "dreamer.steps": "300"}
+    values.update({"dreamer.log_every": "1e9", "dreamer.save_every": "1e9"})
+    values.update({"dreamer.log_steps": "50", "dreamer.save_steps": "100"})
+    train(load_config(["dreamerv3"], overrides=values))
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    written = sorted({line["step"] for line in lines if "train/updates" in line})
+    periodic = written[:-1]  # the last write is the final one, at the end of training
+    assert len(periodic) >= 4 and all(b - a >= 50 for a, b in zip(periodic, periodic[1:], strict=False))
+    state = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")
+    assert state["replay"]["generation"] == 3  # after steps 101 and 201, and the final save at 300

@@ -1,5 +1,9 @@
 """The training loop of replay-based agents: act, store, replay, update, evaluate, checkpoint.
 
+Metrics are written and checkpoints saved on a wall-clock period (``dreamer.log_every``,
+``dreamer.save_every`` seconds) and, when set, also every ``dreamer.log_steps`` / ``dreamer.save_steps``
+policy steps.
+
 The loop keeps the ratio of replayed steps to environment steps fixed (``dreamer.train_ratio``, as
 DreamerV3 defines it): every policy step (counted over all parallel environments) earns
 ``train_ratio / (batch * length)`` updates, and an update is taken whenever a whole one is earned.
@@ -120,6 +124,21 @@ def random_returns(config: Config, episodes: int) -> list[float]:
     return returns[:episodes]
 
 
+class _Clock:
+    """Fires every ``seconds`` of wall-clock time, and every ``steps`` policy steps when ``steps > 0``."""
+
+    def __init__(self, seconds: float, steps: int, start_step: int) -> None:
+        self.seconds, self.steps = seconds, steps
+        self.last_time, self.last_step = time.monotonic(), start_step
+
+    def due(self, step: int) -> bool:
+        now = time.monotonic()
+        if now - self.last_time >= self.seconds or (self.steps and step - self.last_step >= self.steps):
+            self.last_time, self.last_step = now, step
+            return True
+        return False
+
+
 def _to_device(value: Any, device: torch.device) -> Any:
     if isinstance(value, torch.Tensor):
         return value.to(device)
@@ -164,23 +183,21 @@ class _Loop:
 
     def run(self) -> TrainResult:
         dreamer = self.config.dreamer
-        last_log = last_save = time.monotonic()
+        log = _Clock(dreamer.log_every, dreamer.log_steps, self.counters.steps)
+        save = _Clock(dreamer.save_every, dreamer.save_steps, self.counters.steps)
         next_eval = self.counters.steps + dreamer.eval_every if dreamer.eval_every else None
         with self.logger:
             self._prefill()
             while self.counters.steps < dreamer.steps:
                 self.driver.run(self._act, steps=self.env.num_envs)
                 self._update()
-                now = time.monotonic()
-                if now - last_log >= dreamer.log_every:
+                if log.due(self.counters.steps):
                     self._write_metrics()
-                    last_log = now
                 if next_eval is not None and self.counters.steps >= next_eval:
                     self.evaluate()
                     next_eval += dreamer.eval_every
-                if now - last_save >= dreamer.save_every:
+                if save.due(self.counters.steps):
                     self.save()
-                    last_save = now
             self._write_metrics()
             self.save()
             returns = self.evaluate()
