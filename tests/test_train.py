@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -186,6 +187,6 @@ def test_step_clocks_write_metrics_and_checkpoints(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     written = sorted({line["step"] for line in lines if "train/updates" in line})
     periodic = written[:-1]  # the last write is the final one, at the end of training
-    assert len(periodic) >= 4 and all(b - a >= 50 for a, b in zip(periodic, periodic[1:], strict=False))
+    assert len(periodic) >= 4 and all(b - a >= 50 for a, b in itertools.pairwise(periodic))
     state = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")
     assert state["replay"]["generation"] == 3  # after steps 101 and 201, and the final save at 300
