@@ -116,3 +116,22 @@ def test_twohot_loss_by_gather_equals_the_dense_cross_entropy():
     target = torch.randn(6, 7, generator=gen) * 30
     dense = -(twohot(symlog(target), bins) * torch.log_softmax(logits, -1)).sum(-1)
     torch.testing.assert_close(TwoHot(logits, bins).loss(target), dense)
+
+
+def test_feat_linear_one_hot_path_has_the_dense_gradients():
+    """OneHotFeat input (embedding_bag forward, index_add backward) = the dense product, values and grads."""
+    from dreamworld.nn.layers import FeatLinear, OneHotFeat
+
+    torch.manual_seed(0)
+    layer = FeatLinear(3 + 4 * 5, 6)
+    dense = torch.randn(2, 7, 3)
+    classes = torch.randint(0, 5, (2, 7, 4))
+    positions = classes + torch.arange(4) * 5
+    onehot = torch.nn.functional.one_hot(classes, 5).flatten(-2).float()
+    target = torch.randn(2, 7, 6)
+    ((layer(OneHotFeat(dense, positions)) - target) ** 2).sum().backward()
+    sparse_grads = [param.grad.clone() for param in layer.parameters()]
+    layer.zero_grad()
+    ((layer(torch.cat([dense, onehot], -1)) - target) ** 2).sum().backward()
+    for sparse, reference in zip(sparse_grads, [param.grad for param in layer.parameters()], strict=True):
+        torch.testing.assert_close(sparse, reference, rtol=1e-5, atol=1e-5)
