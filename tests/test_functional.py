@@ -116,6 +116,12 @@ def test_twohot_loss_by_gather_equals_the_dense_cross_entropy():
     target = torch.randn(6, 7, generator=gen) * 30
     dense = -(twohot(symlog(target), bins) * torch.log_softmax(logits, -1)).sum(-1)
     torch.testing.assert_close(TwoHot(logits, bins).loss(target), dense)
+    # The fused backward: the same gradient as autograd through the dense cross-entropy.
+    scale = torch.rand(6, 7, generator=gen)
+    fused_logits, dense_logits = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    (TwoHot(fused_logits, bins).loss(target) * scale).sum().backward()
+    (-(twohot(symlog(target), bins) * torch.log_softmax(dense_logits, -1)).sum(-1) * scale).sum().backward()
+    torch.testing.assert_close(fused_logits.grad, dense_logits.grad)
 
 
 def test_feat_linear_one_hot_path_has_the_dense_gradients():
