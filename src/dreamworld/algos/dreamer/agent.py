@@ -244,8 +244,11 @@ class Dreamer(nn.Module):
         # The start state is real: its continuation is known rather than predicted.
         cont = torch.cat([start_cont[:, None], cont[:, 1:]], 1)
         critic = self.critic(sparse)
-        if config.critic.slow_target:
-            value = self.critic.slow_value(sparse)
+        # One pass of the slow critic serves both the targets (V2, V3) and the regulariser (V3).
+        needs_slow = config.critic.slow_target or config.critic.slow_reg
+        slow = self.critic.slow_value(sparse) if needs_slow else None
+        if slow is not None and config.critic.slow_target:
+            value = slow
         elif dynamics:
             value = self.critic(feat).mode()  # a path from the returns back into the imagined states
         else:
@@ -253,7 +256,7 @@ class Dreamer(nn.Module):
         returns = lambda_return(reward, cont, value, config.discount, config.return_lambda)
         weights = trajectory_weights(cont, config.discount)[:, :-1]
         actor_loss, metrics = self.actor_loss(sparse, actions, returns, value, weights)
-        critic_loss, critic_metrics = self.critic_loss(critic, sparse, returns, weights)
+        critic_loss, critic_metrics = self.critic_loss(critic, returns, weights, slow)
         if config.critic.replay_scale:
             replay_loss = self.replay_value_loss(post, batch, returns[:, 0])
             critic_loss = critic_loss + config.critic.replay_scale * replay_loss
@@ -303,21 +306,23 @@ class Dreamer(nn.Module):
         return loss, metrics
 
     def critic_loss(
-        self, dist: Dist, feat: Features, returns: Tensor, weights: Tensor
+        self, dist: Dist, returns: Tensor, weights: Tensor, slow: Tensor | None = None
     ) -> tuple[Tensor, Metrics]:
         """Regression onto the returns, plus the regulariser toward the slow critic (V3).
 
         Args:
             dist: The critic's prediction for all ``H + 1`` states.
-            feat: ``(N, H + 1, F)`` detached features (for the slow critic).
             returns: ``(N, H)`` targets.
             weights: ``(N, H)`` trajectory weights.
+            slow: ``(N, H + 1)`` the slow critic's values of the same states (needed with
+                ``critic.slow_reg``).
         """
         config = self.config.critic
         # The last state has no return: pad the targets and drop that column of the loss.
         loss = dist.loss(F.pad(returns.detach(), (0, 1)))[:, :-1]
         if config.slow_reg:
-            loss = loss + config.slow_reg * dist.loss(self.critic.slow_value(feat))[:, :-1]
+            assert slow is not None, "the slow critic's values are needed for its regulariser"
+            loss = loss + config.slow_reg * dist.loss(slow)[:, :-1]
         loss = (weights * loss).mean()
         return loss, {"critic/loss": loss.item(), "critic/value": dist.mode()[:, :-1].mean().item()}
 
