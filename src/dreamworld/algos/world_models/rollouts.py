@@ -133,7 +133,7 @@ def real_rollouts(
                 stalled[slot] = 0
                 if state is not None:
                     state[0][:, slot], state[1][:, slot] = 0.0, 0.0
-        if (slot_job < 0).all():
+        if next_job >= len(jobs) and (slot_job < 0).all():
             break
         mean, logstd = agent.vae.encode(torch.as_tensor(obs["image"], device=device))
         z = mean + logstd.exp() * torch.randn(mean.shape, generator=generator, device=device)
