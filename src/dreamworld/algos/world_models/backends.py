@@ -58,8 +58,8 @@ class RayBackend:
             address = os.environ.get("RAY_ADDRESS")
             # A local instance runs its workers at normal priority: Ray's default (nice 15) let them
             # starve beside any busy process, 50x slower on a loaded 2-core machine.
-            local = {} if address else {"_system_config": {"worker_niceness": 0}}
-            ray.init(address=address, log_to_driver=False, **local)
+            system: dict[str, Any] | None = None if address else {"worker_niceness": 0}
+            ray.init(address=address, log_to_driver=False, _system_config=system)
         actor = ray.remote(num_cpus=1)(_RolloutActor)
         state = agent_state(agent)
         self.actors: list[Any] = [actor.remote(config_to_dict(config), state) for _ in range(workers)]
