@@ -17,7 +17,7 @@ import torch
 from rich.console import Console
 
 from dreamworld.algos.world_models.data import action_features, split_rollouts
-from dreamworld.algos.world_models.stage import EpochLoop, Schedule, StageResult, load_best
+from dreamworld.algos.world_models.stage import StageResult, load_best, stage_loop
 from dreamworld.algos.world_models.vae_stage import load_vae
 from dreamworld.config import Config
 from dreamworld.data.store import EpisodeStore
@@ -159,16 +159,7 @@ def train_mdnrnn(
         "vae_id": vae_id,
     }
     model = build_mdnrnn(spec).to(device)
-    loop = EpochLoop(
-        logdir / STAGE_DIR,
-        KIND,
-        model,
-        spec,
-        options.lr,
-        Schedule(options.epochs, options.patience, options.lr_patience),
-        noreload,
-        {"tensorboard": config.log.tensorboard, "progress": config.log.progress},
-    )
+    loop = stage_loop(config, STAGE_DIR, KIND, model, spec, options, noreload)
     rng = np.random.default_rng(config.seed + loop.epoch)
     train_eps, held_eps = latents.episodes(False), latents.episodes(True)
     if len(held_eps) == 0:

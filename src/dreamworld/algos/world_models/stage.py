@@ -24,6 +24,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from dreamworld.config import Config
 from dreamworld.errors import DreamworldError
 from dreamworld.run.checkpoint import CHECKPOINT_NAME, load_checkpoint, move_aside, save_checkpoint
 from dreamworld.run.logger import Logger
@@ -181,6 +182,29 @@ class EpochLoop:
             state["model_id"],
         )
         set_rng_state(state["rng"])
+
+
+def stage_loop(
+    config: Config,
+    stage: str,
+    kind: str,
+    model: nn.Module,
+    spec: dict[str, Any],
+    options: Any,
+    noreload: bool,
+) -> EpochLoop:
+    """The :class:`EpochLoop` of ``<logdir>/<stage>`` with a section's ``lr``, ``epochs``, ``patience``
+    and ``lr_patience`` and the run's logging settings."""
+    return EpochLoop(
+        Path(config.logdir) / stage,
+        kind,
+        model,
+        spec,
+        options.lr,
+        Schedule(options.epochs, options.patience, options.lr_patience),
+        noreload,
+        {"tensorboard": config.log.tensorboard, "progress": config.log.progress},
+    )
 
 
 def load_best(

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from dreamworld.algos.world_models.data import load_frames, split_rollouts
-from dreamworld.algos.world_models.stage import EpochLoop, Schedule, StageResult, load_best
+from dreamworld.algos.world_models.stage import StageResult, load_best, stage_loop
 from dreamworld.config import Config
 from dreamworld.models.vae import VAE
 
@@ -43,16 +43,7 @@ def train_vae(config: Config, noreload: bool = False, device: torch.device | str
     torch.manual_seed(config.seed)
     spec = {"size": size, "channels": channels, "z": options.z, "depth": options.depth}
     model = build_vae(spec).to(device)
-    loop = EpochLoop(
-        logdir / STAGE_DIR,
-        KIND,
-        model,
-        spec,
-        options.lr,
-        Schedule(options.epochs, options.patience, options.lr_patience),
-        noreload,
-        {"tensorboard": config.log.tensorboard, "progress": config.log.progress},
-    )
+    loop = stage_loop(config, STAGE_DIR, KIND, model, spec, options, noreload)
     rng = np.random.default_rng(config.seed + loop.epoch)
 
     def train_epoch() -> dict[str, float]:
