@@ -5,7 +5,7 @@
 # dream viewer (tests/browser.py). Does nothing when all are present.
 set -euo pipefail
 
-packages=(libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libosmesa6 chromium chromium-driver)
+packages=(libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libosmesa6 chromium chromium-driver fonts-liberation)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
