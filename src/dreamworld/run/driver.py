@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from dreamworld.config import EnvConfig
-from dreamworld.envs import make_vector_env
+from dreamworld.envs import Env, make_env, make_vector_env
 from dreamworld.envs.parallel import VectorEnv
 from dreamworld.run.policies import Policy
 
@@ -29,7 +29,7 @@ class Driver:
         seed: Seed of the first reset (environment ``i`` gets ``seed + i``).
 
     Example:
-        >>> from dreamworld.envs import make_vector_env
+        >>> from dreamworld.envs import Env, make_env, make_vector_env
         >>> from dreamworld.run.policies import RandomPolicy
         >>> env = make_vector_env("gym/CartPole-v1", 2, parallel="serial")
         >>> driver = Driver(env, seed=0)
@@ -121,17 +121,25 @@ class Driver:
 def vector_env(config: EnvConfig, num_envs: int | None = None, parallel: str | None = None) -> VectorEnv:
     """The parallel environments a config describes (``num_envs`` and ``parallel`` may override it)."""
     return make_vector_env(
-        config.name,
-        num_envs or config.envs,
-        parallel=parallel or config.parallel,
-        obs=config.obs,
-        size=config.size,
-        repeat=config.repeat,
-        time_limit=config.time_limit,
-        gray=config.gray,
-        noops=config.noops,
-        sticky=config.sticky,
-        camera=config.camera,
-        discrete=config.discrete,
-        **config.kwargs,
+        config.name, num_envs or config.envs, parallel=parallel or config.parallel, **_env_options(config)
     )
+
+
+def single_env(config: EnvConfig) -> Env:
+    """One environment as the config describes it, in this process."""
+    return make_env(config.name, **_env_options(config))
+
+
+def _env_options(config: EnvConfig) -> dict[str, Any]:
+    return {
+        "obs": config.obs,
+        "size": config.size,
+        "repeat": config.repeat,
+        "time_limit": config.time_limit,
+        "gray": config.gray,
+        "noops": config.noops,
+        "sticky": config.sticky,
+        "camera": config.camera,
+        "discrete": config.discrete,
+        **config.kwargs,
+    }

@@ -14,6 +14,7 @@ R to restart from a new real frame.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import threading
@@ -26,6 +27,7 @@ import torch
 
 from dreamworld.errors import DreamworldError
 from dreamworld.run.checkpoint import CHECKPOINT_NAME
+from dreamworld.run.driver import single_env
 
 
 class Session:
@@ -124,7 +126,6 @@ class DreamerSession(Session):
     def __init__(self, checkpoint: Path) -> None:
         super().__init__()
         from dreamworld.algos.dreamer.agent import Dreamer
-        from dreamworld.envs import make_env
 
         self.agent = Dreamer.load(checkpoint, device="cpu").eval()
         config = self.agent.run_config
@@ -134,11 +135,7 @@ class DreamerSession(Session):
                 "this run learned from vectors, not images: there is nothing to show in a dream"
             )
         self.name = config.env.name
-        env = config.env
-        self.env = make_env(
-            env.name, obs=env.obs, size=env.size, repeat=env.repeat, time_limit=env.time_limit, gray=env.gray,
-            noops=env.noops, sticky=env.sticky, camera=env.camera, discrete=env.discrete, **env.kwargs,
-        )  # fmt: skip
+        self.env = single_env(config.env)
         self.discrete = self.agent.actions if self.agent.discrete else 0
         self.dims = 0 if self.agent.discrete else self.agent.actions
 
@@ -188,12 +185,11 @@ class WorldModelsSession(Session):
         from dreamworld.algos.world_models.controller_stage import KIND, build_agent
         from dreamworld.algos.world_models.mdnrnn_stage import load_mdnrnn
         from dreamworld.config import load_config
-        from dreamworld.envs import make_env
         from dreamworld.run.checkpoint import load_checkpoint
 
         config = load_config(["worldmodels"], [logdir / "config.yaml"], {"logdir": str(logdir)})
         self.name = config.env.name
-        self.env = make_env(config.env.name, obs="image", size=config.env.size, discrete=config.env.discrete)
+        self.env = single_env(dataclasses.replace(config.env, obs="image"))
         spec = load_mdnrnn(logdir)[1]
         self.discrete = int(spec["discrete"])
         self.dims = 0 if self.discrete else int(spec["actions"])

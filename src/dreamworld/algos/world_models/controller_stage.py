@@ -14,6 +14,7 @@ Each resumes from its ``checkpoint.pt``, which holds the CMA-ES state.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import pickle
@@ -30,7 +31,7 @@ from dreamworld.algos.world_models.mdnrnn_stage import CACHE_NAME, load_mdnrnn
 from dreamworld.algos.world_models.mdnrnn_stage import STAGE_DIR as MDNRNN_DIR
 from dreamworld.algos.world_models.rollouts import Agent, dream_rollouts
 from dreamworld.algos.world_models.vae_stage import load_vae
-from dreamworld.config import Config, EnvConfig
+from dreamworld.config import Config
 from dreamworld.envs.parallel import VectorEnv
 from dreamworld.errors import CheckpointError, DreamworldError
 from dreamworld.models.controller import LinearController
@@ -73,15 +74,8 @@ def build_agent(config: Config, memory: bool, need_mdnrnn: bool, act_space: Any,
 
 def fitness_env(config: Config, workers: int, parallel: str | None = None) -> VectorEnv:
     """The real environments of fitness rollouts: images, the controller's time limit."""
-    env = config.env
-    options = {
-        **env.__dict__,
-        "obs": "image",
-        "envs": workers,
-        "time_limit": config.worldmodels.controller.time_limit,
-        "parallel": parallel or env.parallel,
-    }
-    return vector_env(EnvConfig(**options))
+    images = dataclasses.replace(config.env, obs="image", time_limit=config.worldmodels.controller.time_limit)
+    return vector_env(images, workers, parallel)
 
 
 def initial_latents(logdir: Path, count: int, rng: np.random.Generator) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from dreamworld.algos.world_models.controller_stage import (
     initial_latents,
 )
 from dreamworld.algos.world_models.rollouts import dream_rollouts, real_rollouts
-from dreamworld.config import Config, EnvConfig
+from dreamworld.config import Config
 from dreamworld.errors import DreamworldError
 from dreamworld.run.checkpoint import load_checkpoint
 from dreamworld.run.driver import vector_env
@@ -71,12 +72,8 @@ def test_controller(
         command = f"dreamworld worldmodels train-controller{flags}"
         raise DreamworldError(f"no trained controller in {directory}; run `{command}` first")
     best = load_checkpoint(directory / BEST_NAME, kind=KIND)
-    env_options = {
-        **config.env.__dict__,
-        "obs": "image",
-        "envs": workers or config.worldmodels.controller.workers,
-    }
-    with vector_env(EnvConfig(**env_options)) as env:
+    images = dataclasses.replace(config.env, obs="image")
+    with vector_env(images, workers or config.worldmodels.controller.workers) as env:
         agent = build_agent(config, best["spec"]["memory"], dream, env.act_space, device)
         population = best["params"].to(device, torch.float32).unsqueeze(0)
         jobs = np.zeros(episodes, np.int64)
