@@ -8,7 +8,8 @@ Usage::
 
 Each stage is the command a user runs (``dreamworld worldmodels ...``) in ``--outdir``; rerunning the
 script resumes where it stopped (finished stages return at once). Extra arguments after ``--`` go to
-every stage. Times of resumed stages cover only the part run now.
+every stage. Stage times accumulate over reruns in ``OUTDIR/benchmark_times.json`` (a finished stage
+adds only its start-up), so an interrupted and resumed benchmark still reports the whole cost.
 """
 
 from __future__ import annotations
@@ -22,13 +23,26 @@ import time
 from pathlib import Path
 
 
-def stage(name: str, outdir: Path, *args: str) -> float:
-    """Runs one stage; returns its wall time in seconds."""
+class Ledger:
+    """Wall times per stage, summed over every run of the benchmark on the same ``--outdir``."""
+
+    def __init__(self, outdir: Path) -> None:
+        self.path = outdir / "benchmark_times.json"
+        self.times: dict[str, float] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def add(self, key: str, seconds: float) -> None:
+        self.times[key] = self.times.get(key, 0.0) + seconds
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.times, indent=1))
+
+
+def stage(ledger: Ledger, key: str, name: str, outdir: Path, *args: str) -> None:
+    """Runs one stage and books its wall time under ``key``."""
     command = [sys.executable, "-m", "dreamworld.cli", "worldmodels", name, "--logdir", str(outdir), *args]
     print("$", " ".join(command[2:]), flush=True)
     started = time.perf_counter()
     subprocess.run(command, check=True)
-    return time.perf_counter() - started
+    ledger.add(key, time.perf_counter() - started)
 
 
 def generation_rate(workers: int, steps: int) -> float:
@@ -54,20 +68,26 @@ def main() -> None:
     args = parser.parse_args()
     outdir = Path(args.outdir)
     common = ["--preset", args.preset, "--log.progress", "false", *args.extra]
-    rates = {workers: generation_rate(workers, args.rate_steps) for workers in (1, 2)}
-    times = {
-        "collect": stage("collect", outdir, *common),
-        "train-vae": stage("train-vae", outdir, *common),
-        "train-mdnrnn": stage("train-mdnrnn", outdir, *common),
-        "train-controller": stage("train-controller", outdir, *common),
-        "train-controller --no-memory": stage("train-controller", outdir, "--no-memory", *common),
-    }
+    ledger = Ledger(outdir)
+    rates_path = outdir / "benchmark_rates.json"
+    if rates_path.exists():
+        rates = {int(key): value for key, value in json.loads(rates_path.read_text()).items()}
+    else:
+        rates = {workers: generation_rate(workers, args.rate_steps) for workers in (1, 2)}
+        outdir.mkdir(parents=True, exist_ok=True)
+        rates_path.write_text(json.dumps(rates))
+    stage(ledger, "collect", "collect", outdir, *common)
+    stage(ledger, "train-vae", "train-vae", outdir, *common)
+    stage(ledger, "train-mdnrnn", "train-mdnrnn", outdir, *common)
+    stage(ledger, "train-controller", "train-controller", outdir, *common)
+    stage(ledger, "train-controller --no-memory", "train-controller", outdir, "--no-memory", *common)
     tests = {}
     for label, flags in (("[z, h]", []), ("z only", ["--no-memory"])):
-        times[f"test {label}"] = stage("test", outdir, *flags, "--video", *common)
+        stage(ledger, f"test {label}", "test", outdir, *flags, "--video", *common)
         directory = outdir / ("controller" if not flags else "controller-z")
         tests[label] = json.loads((directory / "test.json").read_text())
-    times["report"] = stage("report", outdir, *common)
+    stage(ledger, "report", "report", outdir, *common)
+    times = ledger.times
     print(f"\nWorld Models, CarRacing, preset {args.preset}: {outdir}")
     speedup = rates[2] / rates[1]
     print(
