@@ -376,3 +376,26 @@ def test_vizdoom_take_cover_ends_at_death_or_the_2100_step_cap() -> None:
         obs = capped.step(0)
     assert obs["is_last"] and not obs["is_terminal"]
     capped.close()
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"domain_randomize": True}])
+def test_carracing_fast_road_renders_gymnasiums_frames(kwargs: dict[str, Any]) -> None:
+    """The vectorised road renderer draws exactly Gymnasium's pixels, visited tiles included."""
+    import dataclasses
+
+    pytest.importorskip("Box2D")
+    from dreamworld.envs.carracing import ENTRY_POINT, GYM_ID
+
+    reference = gym.make(GYM_ID, **kwargs)
+    fast = gym.make(dataclasses.replace(gym.spec(GYM_ID), entry_point=ENTRY_POINT), **kwargs)
+    rng = np.random.default_rng(0)
+    for seed in (0, 1):
+        frames = [reference.reset(seed=seed)[0], fast.reset(seed=seed)[0]]
+        np.testing.assert_array_equal(*frames)
+        for _ in range(120):
+            # Mostly gas: the car crosses tiles, which change colour once visited.
+            action = rng.uniform([-1, 0.3, 0], [1, 1, 0.2]).astype(np.float32)
+            np.testing.assert_array_equal(reference.step(action)[0], fast.step(action)[0])
+    assert fast.unwrapped.tile_visited_count > 0
+    reference.close()
+    fast.close()

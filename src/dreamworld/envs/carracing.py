@@ -2,10 +2,13 @@
 
 Observations are its 96x96 top-down pixels resized to ``size``. The continuous action (steering in
 [-1, 1], gas and brake in [0, 1]) is normalised to [-1, 1] like every continuous action here;
-``discrete=True`` gives its 5-action version. Its 1000-step limit is a truncation.
+``discrete=True`` gives its 5-action version. Its 1000-step limit is a truncation. The road is
+drawn by :mod:`dreamworld.envs.carracing_render` (the same frames, 3-4x faster steps).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import gymnasium as gym
 
@@ -16,6 +19,7 @@ from dreamworld.envs.wrappers import SimulatorEnv
 from dreamworld.errors import EnvError
 
 GYM_ID = "CarRacing-v3"
+ENTRY_POINT = "dreamworld.envs.carracing_render:CarRacing"
 
 
 def make(task: str, options: EnvOptions) -> Env:
@@ -40,5 +44,6 @@ def make(task: str, options: EnvOptions) -> Env:
     if options.obs not in ("auto", "image"):
         raise EnvError(f"environment '{name}' has image observations only, not obs='{options.obs}'")
     import_optional("Box2D", "box2d", f"environment '{name}'")
-    env = make_gym(gym.spec(GYM_ID), options, name, continuous=not options.discrete)
+    spec = dataclasses.replace(gym.spec(GYM_ID), entry_point=ENTRY_POINT)
+    env = make_gym(spec, options, name, continuous=not options.discrete)
     return SimulatorEnv(GymSimulator(env, options, name), options.repeat or 1, options.time_limit)
