@@ -11,6 +11,7 @@ from dreamworld.cli import main
 from dreamworld.config import load_config
 from dreamworld.data import EpisodeStore, Replay
 from dreamworld.envs import make_vector_env
+from dreamworld.errors import DreamworldError
 from dreamworld.run.collect import collect
 from dreamworld.run.driver import Driver
 from dreamworld.run.policies import RandomPolicy
@@ -82,6 +83,32 @@ def test_same_seed_same_data_and_config_file_reproduces_the_run(tmp_path):
         for key in x:
             np.testing.assert_array_equal(x[key], y[key])
     assert not all(np.array_equal(x["vector"], z["vector"]) for x, z in zip(a, c, strict=True))
+
+
+def test_worker_processes_collect_their_shares_reproducibly(tmp_path):
+    """With environments in processes, each worker collects its share on its own: the same episodes
+    for the same seed (in whatever order they finish), all scores logged, worker 0's video kept."""
+    options = {"env.envs": "2", "env.parallel": "process", "collect.episodes": "5", "env.time_limit": "30"}
+    first = collect(cartpole(tmp_path / "a", **options))
+    assert first.episodes == 5 and len(first.returns) == 5 and len(first.videos) == 1
+    scores = (tmp_path / "a" / "scores.jsonl").read_text().splitlines()
+    assert len(scores) == 5 and first.steps == sum(json.loads(line)["length"] for line in scores)
+    collect(cartpole(tmp_path / "b", **options))
+
+    def contents(name):
+        episodes = EpisodeStore(tmp_path / name / "episodes").episodes()
+        return sorted(b"".join(episode[key].tobytes() for key in sorted(episode)) for episode in episodes)
+
+    assert contents("a") == contents("b")
+    assert len(set(contents("a"))) == 5, "two workers collected the same episode"
+    more = collect(cartpole(tmp_path / "a", **{**options, "collect.episodes": "6"}))
+    assert more.episodes == 1 and len(EpisodeStore(tmp_path / "a" / "episodes")) == 6
+
+
+def test_a_failing_collection_worker_is_one_line_error(tmp_path):
+    config = cartpole(tmp_path, **{"env.envs": "2", "env.parallel": "process", "env.kwargs": {"bogus": 1}})
+    with pytest.raises(DreamworldError, match="collection worker 0: .*bogus"):
+        collect(config)
 
 
 def test_collected_episodes_fill_a_replay(tmp_path):

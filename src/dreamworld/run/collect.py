@@ -4,18 +4,28 @@ This is the data generation stage of World Models (random or brownian rollouts) 
 replay-based agent. Episodes go to ``<logdir>/episodes/`` through the episode store, the first episodes
 of environment 0 become videos, and returns go to the logger. Running it again on the same directory
 collects only the episodes still missing, with seeds that continue where the last run stopped.
+
+With ``env.envs`` K > 1 environments in processes (``env.parallel: process``, the default), K worker
+processes each collect their share of the episodes on their own and write them to the store, so no
+environment waits for a slower one or for the main process (the compression of stored episodes
+included); worker ``i`` seeds its environment and policy with ``seed + i``, as environment ``i`` is
+seeded in lockstep. Serial and threaded environments are stepped in lockstep by one driver.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import queue
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dreamworld.config import Config, save_config
 from dreamworld.data.store import EPISODE_DIR, EpisodeStore
 from dreamworld.envs.parallel import VectorEnv
+from dreamworld.errors import DreamworldError
 from dreamworld.run.driver import Driver, vector_env
 from dreamworld.run.logger import Logger
 from dreamworld.run.policies import make_policy
@@ -56,18 +66,19 @@ def collect(config: Config) -> CollectResult:
         return result
     seed = config.seed + already * _RESUME_SEED_STRIDE
     seed_everything(seed)
-    env = vector_env(config.env)
-    with (
-        env,
-        Logger(
-            logdir,
-            tensorboard=config.log.tensorboard,
-            progress=config.log.progress,
-            video_fps=config.log.video_fps,
-            description=f"collect {config.env.name}",
-        ) as logger,
-    ):
-        _run(config, env, store, logger, result, seed, missing)
+    logger = Logger(
+        logdir,
+        tensorboard=config.log.tensorboard,
+        progress=config.log.progress,
+        video_fps=config.log.video_fps,
+        description=f"collect {config.env.name}",
+    )
+    with logger:
+        if config.env.envs > 1 and config.env.parallel == "process":
+            _run_workers(config, store, logger, result, seed, missing)
+        else:
+            with vector_env(config.env) as env:
+                _run(config, env, store, logger, result, seed, missing)
     return result
 
 
@@ -108,6 +119,88 @@ def _run(
 
     driver.on_episode(finish)
     driver.run(policy, episodes=missing)
+
+
+def _run_workers(
+    config: Config, store: EpisodeStore, logger: Logger, result: CollectResult, seed: int, missing: int
+) -> None:
+    """Collects ``missing`` episodes with ``config.env.envs`` independent worker processes."""
+    workers = config.env.envs
+    shares = [len(share) for share in np.array_split(np.arange(missing), workers)]
+    context = mp.get_context("spawn")
+    messages = context.Queue()
+    processes = [
+        context.Process(
+            target=_worker,
+            args=(config, store.directory, index, shares[index], seed + index, messages),
+            daemon=True,
+        )
+        for index in range(workers)
+        if shares[index]
+    ]
+    for process in processes:
+        process.start()
+    running = len(processes)
+    try:
+        while running:
+            try:
+                kind, payload = messages.get(timeout=1.0)
+            except queue.Empty:
+                if any(process.exitcode not in (None, 0) for process in processes):
+                    raise DreamworldError(
+                        "a collection worker died; the episodes it stored are kept: run the same "
+                        "command again to collect the missing ones"
+                    ) from None
+                continue
+            if kind == "error":
+                raise DreamworldError(str(payload))
+            if kind == "done":
+                running -= 1
+                continue
+            score, length, frames = payload
+            result.episodes += 1
+            result.steps += length
+            result.returns.append(score)
+            logger.score(result.steps, score, length)
+            if frames is not None:
+                result.videos.append(logger.video("episode/video", frames))
+            logger.write(result.steps)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+
+
+def _worker(config: Config, directory: Path, index: int, episodes: int, seed: int, messages: Any) -> None:
+    """One collection worker: ``episodes`` episodes in one environment, stored as they end."""
+    try:
+        store = EpisodeStore(directory)
+        env = vector_env(config.env, 1, "serial")
+        policy = make_policy(
+            config.collect.policy,
+            env.act_space,
+            1,
+            seed,
+            config.collect.brownian_dt,
+            config.collect.switch_prob,
+        )
+        driver = Driver(env, seed=seed)
+        recorder = _VideoRecorder(env, episodes=config.log.videos if index == 0 else 0)
+        driver.on_step(recorder.step)
+
+        def finish(episode: dict[str, np.ndarray], _: int) -> None:
+            store.save(episode)
+            score, length = float(episode["reward"].sum()), len(episode["reward"]) - 1
+            messages.put(("episode", (score, length, recorder.finish())))
+
+        driver.on_episode(finish)
+        with env:
+            driver.run(policy, episodes=episodes)
+        messages.put(("done", None))
+    except Exception as error:  # reported by the main process as one line
+        text = str(error) if isinstance(error, DreamworldError) else f"{type(error).__name__}: {error}"
+        messages.put(("error", f"collection worker {index}: {text}"))
 
 
 class _VideoRecorder:
