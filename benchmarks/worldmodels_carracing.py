@@ -8,8 +8,7 @@ Usage::
 
 Each stage is the command a user runs (``dreamworld worldmodels ...``) in ``--outdir``; rerunning the
 script resumes where it stopped (finished stages return at once). Extra arguments after ``--`` go to
-every stage. Stage times accumulate over reruns in ``OUTDIR/benchmark_times.json`` (a finished stage
-adds only its start-up), so an interrupted and resumed benchmark still reports the whole cost.
+every stage. Stage times accumulate over reruns (``benchmarks/wm_stages.py``).
 """
 
 from __future__ import annotations
@@ -22,27 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-class Ledger:
-    """Wall times per stage, summed over every run of the benchmark on the same ``--outdir``."""
-
-    def __init__(self, outdir: Path) -> None:
-        self.path = outdir / "benchmark_times.json"
-        self.times: dict[str, float] = json.loads(self.path.read_text()) if self.path.exists() else {}
-
-    def add(self, key: str, seconds: float) -> None:
-        self.times[key] = self.times.get(key, 0.0) + seconds
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.times, indent=1))
-
-
-def stage(ledger: Ledger, key: str, name: str, outdir: Path, *args: str) -> None:
-    """Runs one stage and books its wall time under ``key``."""
-    command = [sys.executable, "-m", "dreamworld.cli", "worldmodels", name, "--logdir", str(outdir), *args]
-    print("$", " ".join(command[2:]), flush=True)
-    started = time.perf_counter()
-    subprocess.run(command, check=True)
-    ledger.add(key, time.perf_counter() - started)
+from wm_stages import Ledger, stage
 
 
 def generation_rate(workers: int, steps: int) -> float:
@@ -87,7 +66,6 @@ def main() -> None:
         directory = outdir / ("controller" if not flags else "controller-z")
         tests[label] = json.loads((directory / "test.json").read_text())
     stage(ledger, "report", "report", outdir, *common)
-    times = ledger.times
     print(f"\nWorld Models, CarRacing, preset {args.preset}: {outdir}")
     speedup = rates[2] / rates[1]
     print(
@@ -96,9 +74,7 @@ def main() -> None:
     for label, result in tests.items():
         mean, std, episodes = result["mean"], result["std"], result["episodes"]
         print(f"test return {label:7}: {mean:7.1f} ± {std:.1f} over {episodes} episodes")
-    for name, seconds in times.items():
-        print(f"  {name:30} {seconds / 60:6.1f} min")
-    print(f"  {'total':30} {sum(times.values()) / 60:6.1f} min")
+    ledger.print()
 
 
 if __name__ == "__main__":

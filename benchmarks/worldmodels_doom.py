@@ -15,23 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+from wm_stages import Ledger, stage
+
 PAPER = {0.1: (2086, 193), 0.5: (2060, 196), 1.0: (1145, 868), 1.15: (918, 1092), 1.3: (732, 753)}
 """Ha & Schmidhuber (2018), table 2: temperature -> (dream score, real score)."""
-
-
-def stage(name: str, outdir: Path, *args: str) -> float:
-    command = [sys.executable, "-m", "dreamworld.cli", "worldmodels", name, "--logdir", str(outdir), *args]
-    print("$", " ".join(command[2:]), flush=True)
-    started = time.perf_counter()
-    subprocess.run(command, check=True)
-    return time.perf_counter() - started
 
 
 def random_score(episodes: int, seed: int = 0) -> tuple[float, float]:
@@ -60,16 +51,15 @@ def main() -> None:
     args = parser.parse_args()
     outdir = Path(args.outdir)
     common = ["--preset", args.preset, "--log.progress", "false", *args.extra]
-    times = {
-        "collect": stage("collect", outdir, *common),
-        "train-vae": stage("train-vae", outdir, *common),
-        "train-mdnrnn": stage("train-mdnrnn", outdir, *common),
-    }
+    ledger = Ledger(outdir)
+    stage(ledger, "collect", "collect", outdir, *common)
+    stage(ledger, "train-vae", "train-vae", outdir, *common)
+    stage(ledger, "train-mdnrnn", "train-mdnrnn", outdir, *common)
     rows = []
     for tau in args.taus:
         flags = ["--dream", "--temperature", f"{tau:g}"]
-        times[f"train-controller tau {tau:g}"] = stage("train-controller", outdir, *flags, *common)
-        times[f"test tau {tau:g}"] = stage("test", outdir, *flags, "--episodes", str(args.episodes), *common)
+        stage(ledger, f"train-controller tau {tau:g}", "train-controller", outdir, *flags, *common)
+        stage(ledger, f"test tau {tau:g}", "test", outdir, *flags, "--episodes", str(args.episodes), *common)
         result = json.loads((outdir / f"controller-dream-tau{tau:g}" / "test.json").read_text())
         rows.append((tau, result))
     random_mean, random_std = random_score(args.episodes)
@@ -81,8 +71,7 @@ def main() -> None:
         real = f"{result['mean']:.0f} ± {result['std']:.0f}"
         print(f"{tau:5.2f} | {dream:>15} | {real:>15} | {paper[0]} / {paper[1]}")
     print(f"random policy: {random_mean:.0f} ± {random_std:.0f} (paper: 210 ± 108)")
-    for name, seconds in times.items():
-        print(f"  {name:28} {seconds / 60:6.1f} min")
+    ledger.print()
 
 
 if __name__ == "__main__":
