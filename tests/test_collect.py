@@ -107,7 +107,7 @@ def test_worker_processes_collect_their_shares_reproducibly(tmp_path):
 
 def test_a_failing_collection_worker_is_one_line_error(tmp_path):
     config = cartpole(tmp_path, **{"env.envs": "2", "env.parallel": "process", "env.kwargs": {"bogus": 1}})
-    with pytest.raises(DreamworldError, match="collection worker 0: .*bogus"):
+    with pytest.raises(DreamworldError, match=r"collection worker 0: .*bogus"):
         collect(config)
 
 

@@ -141,3 +141,16 @@ def test_feat_linear_one_hot_path_has_the_dense_gradients():
     ((layer(torch.cat([dense, onehot], -1)) - target) ** 2).sum().backward()
     for sparse, reference in zip(sparse_grads, [param.grad for param in layer.parameters()], strict=True):
         torch.testing.assert_close(sparse, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_stacks_give_the_same_result_in_either_memory_layout():
+    """Small batches convolve in NCHW, large ones channels-last: images must not see the difference."""
+    from dreamworld.nn.layers import CHANNELS_LAST_FROM, ConvDecoder, ConvEncoder
+
+    torch.manual_seed(0)
+    encoder, decoder = ConvEncoder(32, 3, depth=8), ConvDecoder(16, size=32, channels=3, depth=8)
+    images = torch.randint(0, 256, (CHANNELS_LAST_FROM, 32, 32, 3), dtype=torch.uint8)
+    feat = torch.randn(CHANNELS_LAST_FROM, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(images), torch.cat([encoder(image[None]) for image in images]))
+        torch.testing.assert_close(decoder(feat), torch.cat([decoder(row[None]) for row in feat]))
