@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,7 @@ def _run_workers(
 
 def _worker(config: Config, directory: Path, index: int, episodes: int, seed: int, messages: Any) -> None:
     """One collection worker: ``episodes`` episodes in one environment, stored as they end."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops us
     try:
         store = EpisodeStore(directory)
         env = vector_env(config.env, 1, "serial")
