@@ -58,10 +58,10 @@ def main() -> None:
     stage(ledger, "collect", "collect", outdir, *common)
     stage(ledger, "train-vae", "train-vae", outdir, *common)
     stage(ledger, "train-mdnrnn", "train-mdnrnn", outdir, *common)
-    stage(ledger, "train-controller", "train-controller", outdir, *common)
-    stage(ledger, "train-controller --no-memory", "train-controller", outdir, "--no-memory", *common)
     tests = {}
+    # Each controller is tested as soon as it is trained: the one with memory is the main result.
     for label, flags in (("[z, h]", []), ("z only", ["--no-memory"])):
+        stage(ledger, f"train-controller {label}", "train-controller", outdir, *flags, *common)
         stage(ledger, f"test {label}", "test", outdir, *flags, "--video", *common)
         directory = outdir / ("controller" if not flags else "controller-z")
         tests[label] = json.loads((directory / "test.json").read_text())
