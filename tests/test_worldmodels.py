@@ -219,6 +219,41 @@ def test_cma_es_improves_a_known_fitness(copy):
     assert result.generations == 80 and after < 0.2 * before
 
 
+def test_dream_training_never_touches_the_real_environment(copy):
+    """Fitness and the periodic evaluations of a dream-trained controller are dreamed; best.pt is
+    the best dream evaluation."""
+    overrides = {
+        "logdir": str(copy),
+        "worldmodels.controller.dream": "true",
+        "worldmodels.controller.pop_size": "4",
+        "worldmodels.controller.n_samples": "2",
+        "worldmodels.controller.generations": "2",
+        "worldmodels.controller.eval_every": "1",
+        "worldmodels.controller.eval_rollouts": "3",
+        "worldmodels.controller.time_limit": "6",
+        "log.progress": "false",
+    }
+    config = load_config(["worldmodels"], overrides=overrides)
+    from rich.console import Console
+
+    from dreamworld.algos.world_models.controller_stage import fitness_env
+
+    class NoRealEnvironment:
+        def rollouts(self, *args, **kwargs):
+            raise AssertionError("a dream-trained controller ran in the real environment")
+
+        def close(self):
+            pass
+
+    with fitness_env(config, 1) as env:
+        agent = build_agent(config, True, True, env.act_space, "cpu")
+    evolution = _Evolution(config, agent, copy / "controller-dream-test", "cpu")
+    result = evolution.run(NoRealEnvironment(), display=False, console=Console(quiet=True))
+    best = load_checkpoint(copy / "controller-dream-test" / "best.pt", kind="worldmodels-controller")
+    assert result.generations == 2 and np.isfinite(result.best_return)
+    assert best["return"] == result.best_return
+
+
 def test_cma_state_is_restored_and_foreign_pickles_are_refused():
     import cma
 

@@ -3,8 +3,9 @@
 Each generation asks CMA-ES (the ``cma`` package) for ``pop_size`` candidates, runs ``n_samples``
 rollouts of each (in the real environment, or all at once inside the MDN-RNN dream), and tells it
 their mean returns. Every ``eval_every`` generations the CMA-ES mean is evaluated on
-``eval_rollouts`` real episodes; the best evaluated controller is kept in ``best.pt``, and training
-stops when its return reaches ``target_return``.
+``eval_rollouts`` episodes (real ones, or dreamed ones for a controller trained in the dream); the
+best evaluated controller is kept in ``best.pt``, and training stops when its return reaches
+``target_return``.
 
 Controllers live in their own directory per variant, so that the variants can be compared:
 ``controller`` ([z, h] in the real environment), ``controller-z`` (``--no-memory``) and, trained in
@@ -165,30 +166,43 @@ class _Evolution:
         options = self.options
         population = torch.as_tensor(solutions, dtype=torch.float32, device=self.device)
         jobs = np.repeat(np.arange(len(solutions)), options.n_samples)
-        seed = int(self.rng.integers(2**31))
         if options.dream:
-            z0 = initial_latents(Path(self.config.logdir), len(jobs), self.rng).to(self.device)
-            seeds = seed + np.arange(len(jobs))
-            returns = dream_rollouts(
-                self.agent,
-                population,
-                jobs,
-                z0,
-                seeds,
-                options.time_limit,
-                options.temperature,
-                options.dream_reward,
-                options.dream_done,
-            )
+            returns = self._dream(population, jobs)
         else:
+            seed = int(self.rng.integers(2**31))
             returns, _ = backend.rollouts(population, jobs, seed, patience=options.patience)
         return returns.reshape(len(solutions), options.n_samples).mean(1)
 
+    def _dream(self, population: torch.Tensor, jobs: np.ndarray) -> np.ndarray:
+        """Returns of ``jobs`` rolled out inside the MDN-RNN, from real first frames."""
+        options = self.options
+        seed = int(self.rng.integers(2**31))
+        z0 = initial_latents(Path(self.config.logdir), len(jobs), self.rng).to(self.device)
+        return dream_rollouts(
+            self.agent,
+            population,
+            jobs,
+            z0,
+            seed + np.arange(len(jobs)),
+            options.time_limit,
+            options.temperature,
+            options.dream_reward,
+            options.dream_done,
+        )
+
     def _evaluate(self, backend: Backend, logger: Logger, console: Console, display: bool) -> None:
-        """Runs the CMA-ES mean in the real environment; keeps it if it beats the best so far."""
+        """Runs the CMA-ES mean; keeps it if it beats the best so far.
+
+        A controller trained in the dream is also evaluated (and so chosen) in the dream: the real
+        environment first sees it in ``test``, as in the paper's experiment.
+        """
         mean = torch.as_tensor(self.es.mean, dtype=torch.float32, device=self.device).unsqueeze(0)
         jobs = np.zeros(self.options.eval_rollouts, np.int64)
-        returns, frames = backend.rollouts(mean, jobs, seed=int(self.rng.integers(2**31)), record=True)
+        frames: np.ndarray | None = None
+        if self.options.dream:
+            returns = self._dream(mean, jobs)
+        else:
+            returns, frames = backend.rollouts(mean, jobs, seed=int(self.rng.integers(2**31)), record=True)
         score = float(returns.mean())
         logger.scalar("controller/eval_return", score)
         logger.scalar("controller/eval_return_std", float(returns.std()))
@@ -206,9 +220,10 @@ class _Evolution:
                 "spec": self._spec(),
             }
             save_checkpoint(self.directory / BEST_NAME, state, kind=KIND)
+        where = "dreamed" if self.options.dream else "real"
         console.print(
             f"{self.directory.name} generation {self.generation}: evaluation {score:.1f} "
-            f"± {returns.std():.1f} over {len(returns)} episodes (best {self.best_return:.1f})"
+            f"± {returns.std():.1f} over {len(returns)} {where} episodes (best {self.best_return:.1f})"
         )
 
     def _spec(self) -> dict[str, Any]:
