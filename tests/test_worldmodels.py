@@ -20,7 +20,7 @@ from dreamworld.algos.world_models.controller_stage import _CMAUnpickler, _Evolu
 from dreamworld.algos.world_models.rollouts import Agent, dream_rollouts, real_rollouts
 from dreamworld.cli import main
 from dreamworld.config import load_config
-from dreamworld.errors import CheckpointError
+from dreamworld.errors import CheckpointError, DreamworldError
 from dreamworld.models.controller import LinearController
 from dreamworld.models.mdn_rnn import MDNRNN
 from dreamworld.models.vae import VAE
@@ -388,15 +388,43 @@ def test_ray_backend_gives_the_local_returns(experiment):
                 assert ray.get(ray.remote(num_cpus=0)(lambda: __import__("os").nice(0)).remote()) == 0
             finally:
                 remote.close()
-            # Ray's worker i ran jobs share i from seed 5 + i, one environment each.
-            local = [
-                real_rollouts(env, agent, population, share, 5 + i)[0]
-                for i, share in enumerate(np.array_split(jobs, 2))
-            ]
+            # Job k ran from seed 5 + k in one environment, whichever worker took it.
+            local = [real_rollouts(env, agent, population, jobs[k : k + 1], 5 + k)[0] for k in range(4)]
     finally:
         ray.shutdown()
     np.testing.assert_allclose(returns, np.concatenate(local), rtol=1e-5)
     assert frames is not None and len(frames) >= 2
+
+
+def test_process_backend_runs_job_k_from_seed_plus_k_whatever_the_workers(experiment):
+    from dreamworld.algos.world_models.backends import ProcessBackend
+    from dreamworld.algos.world_models.controller_stage import fitness_env
+
+    overrides = {"logdir": str(experiment), "worldmodels.controller.time_limit": "12"}
+    config = load_config(["worldmodels"], overrides=overrides)
+    with fitness_env(config, 1, "serial") as env:
+        agent = build_agent(config, True, False, env.act_space, "cpu")
+        population = torch.randn(2, agent.controller.size) * 0.1
+        jobs = np.array([0, 1, 1, 0, 1])
+        reference = [real_rollouts(env, agent, population, jobs[k : k + 1], 5 + k) for k in range(5)]
+    results = []
+    for workers in (1, 2):
+        backend = ProcessBackend(config, agent, workers)
+        try:
+            results.append(backend.rollouts(population, jobs, seed=5, record=True))
+        finally:
+            backend.close()
+    for returns, frames in results:
+        np.testing.assert_allclose(returns, [r[0][0] for r in reference], rtol=1e-5)
+        assert frames is not None and len(frames) >= 2
+    # A worker that cannot start says why, in one line.
+    broken = load_config(["worldmodels"], overrides={**overrides, "env.kwargs": {"bogus": 1}})
+    backend = ProcessBackend(broken, agent, 1)
+    try:
+        with pytest.raises(DreamworldError, match=r"rollout worker could not start.*bogus"):
+            backend.rollouts(population, jobs, seed=5)
+    finally:
+        backend.close()
 
 
 def test_dream_page_for_world_models(experiment):

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from dreamworld.algos.world_models.backends import Backend, LocalBackend, RayBackend
+from dreamworld.algos.world_models.backends import Backend, ProcessBackend, RayBackend
 from dreamworld.algos.world_models.mdnrnn_stage import CACHE_NAME, load_mdnrnn
 from dreamworld.algos.world_models.mdnrnn_stage import STAGE_DIR as MDNRNN_DIR
 from dreamworld.algos.world_models.rollouts import Agent, dream_rollouts
@@ -99,15 +99,28 @@ def train_controller(
     if noreload and (moved := move_aside(directory)) is not None:
         console.print(f"moved the previous {directory.name} to {moved}")
     directory.mkdir(parents=True, exist_ok=True)
-    ray = options.backend == "ray"
-    # With Ray the local environments only serve to find the action space.
-    with fitness_env(config, 1 if ray else options.workers, "serial" if ray else None) as env:
+    with fitness_env(config, 1, "serial") as env:  # here only to tell the action space
         agent = build_agent(config, options.memory, options.dream, env.act_space, device)
-        backend: Backend = RayBackend(config, agent, options.workers) if ray else LocalBackend(env, agent)
-        try:
-            return _Evolution(config, agent, directory, device).run(backend, display, console)
-        finally:
-            backend.close()
+    if options.dream:
+        backend: Backend = _NoRealRollouts()
+    elif options.backend == "ray":
+        backend = RayBackend(config, agent, options.workers)
+    else:
+        backend = ProcessBackend(config, agent, options.workers)
+    try:
+        return _Evolution(config, agent, directory, device).run(backend, display, console)
+    finally:
+        backend.close()
+
+
+class _NoRealRollouts:
+    """The backend of a controller trained in the dream: it never runs the real environment."""
+
+    def rollouts(self, *args: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        raise AssertionError("a controller trained in the dream ran a real rollout")
+
+    def close(self) -> None:
+        pass
 
 
 class _Evolution:
