@@ -1,9 +1,9 @@
 """Where real fitness rollouts run: local worker processes, or a Ray cluster (``--backend ray``).
 
 Every backend takes a population and a list of jobs and returns one return per job (and the frames
-of job 0 when asked), so the CMA-ES loop does not know which one it uses. Job ``k`` is one episode
-from an environment reset with ``seed + k``, so its return depends neither on the backend nor on the
-number of workers.
+of job 0 when asked), so the CMA-ES loop does not know which one it uses. With the process and Ray
+backends, job ``k`` is one episode from an environment reset with ``seed + k``, so its return depends
+neither on which of the two runs it nor on the number of workers.
 
 - :class:`ProcessBackend` (``--backend local``, the default): ``workers`` local processes, each with
   one environment and its own copy of V, M and C, take the next job as soon as they finish one. No
@@ -13,7 +13,8 @@ number of workers.
   jobs. ``ray.init`` connects to the cluster named by ``RAY_ADDRESS`` when set, else starts a local
   Ray instance.
 - :class:`LocalBackend`: every job in one :class:`VectorEnv`, stepped in lockstep with one batched
-  V/M/C call per step (environment ``i`` reset with ``seed + i``; used by tests and for comparison).
+  V/M/C call per step. Its environment ``i`` is reset with ``seed + i``, so its returns differ from the
+  other two for the same seed; no stage uses it, tests and speed comparisons do.
 """
 
 from __future__ import annotations
