@@ -13,6 +13,8 @@ mujoco 3.11.0, as the ``dmc`` extra does.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any
 
 import gymnasium as gym
@@ -60,7 +62,9 @@ def make(task: str, options: EnvOptions) -> Env:
     if env_id is None:
         raise unknown_id("Fetch task", task, [*TASKS, *(f"{t}-dense" for t in TASKS)])
     configure_mujoco_gl()  # before mujoco is imported
-    import_optional("gymnasium_robotics", "fetch", f"environment '{name}'")
+    # Gymnasium-Robotics prints a notice about its Adroit tasks to stderr on import, in every process.
+    with contextlib.redirect_stderr(io.StringIO()):
+        import_optional("gymnasium_robotics", "fetch", f"environment '{name}'")
     env = make_gym(gym.spec(env_id), options, name)
     return SimulatorEnv(FetchSimulator(env, options, name, SUCCESS), options.repeat or 1, options.time_limit)
 
