@@ -287,3 +287,28 @@ def test_bfloat16_autocast_trains_with_finite_losses():
     agent = make_agent("image", "discrete", "dreamerv3", **{"dreamer.precision": "bfloat16"})
     metrics = agent.train_step(fake_batch("image", "discrete"))
     assert all(np.isfinite(v) for v in metrics.values()), metrics
+
+
+def test_vector_norm_standardises_with_the_first_batch_and_is_saved(tmp_path):
+    """Offset coordinates that vary little reach the model unit-sized; the statistics stay fixed."""
+    agent = make_agent("vector", "continuous", "dreamerv3", **{"dreamer.world_model.vector_norm": "true"})
+    data = fake_batch("vector", "continuous")
+    data["vector"] = 1.3 + 0.1 * data["vector"]  # like an arm's coordinates in metres
+    obs = {key: value[:, 0] for key, value in data.items()}
+    assert not agent.vector_norm.fitted
+    agent.train_step(data)
+    mean, std = data["vector"].reshape(-1, 5).mean(0), data["vector"].reshape(-1, 5).std(0)
+    np.testing.assert_allclose(agent.vector_norm.mean.numpy(), mean, rtol=1e-5)
+    np.testing.assert_allclose(agent.vector_norm.std.numpy(), std, rtol=1e-4)
+    batch = agent.preprocess(data)
+    assert batch["vector"].mean().abs() < 1e-4 and (batch["vector"].std() - 1).abs() < 0.05
+    later = dict(data, vector=data["vector"] + 5.0)
+    agent.train_step(later)  # fitted once: later batches do not move the statistics
+    np.testing.assert_allclose(agent.vector_norm.mean.numpy(), mean, rtol=1e-5)
+    save_checkpoint(tmp_path / "checkpoint.pt", agent.training_state(), kind="dreamer")
+    loaded = make_agent("vector", "continuous", "dreamerv3", **{"dreamer.world_model.vector_norm": "true"})
+    loaded.load_training_state(load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer"))
+    assert loaded.vector_norm.fitted
+    np.testing.assert_array_equal(agent.policy(obs, mode="mode")[0], loaded.policy(obs, mode="mode")[0])
+    plain = make_agent("vector", "continuous")
+    assert plain.vector_norm is None and "vector_norm.mean" not in plain.state_dict()

@@ -52,6 +52,12 @@ class WorldModelConfig:
     initial: str = option("initial RSSM state: zeros or learned", "learned")
     prior_layers: int = option("hidden layers of the prior network", 1)
     symlog_inputs: bool = option("squash vector observations with symlog before encoding", True)
+    vector_norm: bool = option(
+        "standardise each vector observation dimension (encoder input and decoder target) with the mean "
+        "and std of the first replayed batch, then frozen and saved with the agent: for coordinates "
+        "that vary little around a large offset, like a robot arm's positions in metres",
+        False,
+    )
     vector_output: str = option("vector decoder loss: mse or symlog_mse", "symlog_mse")
     reward_output: str = option("reward head: mse or symexp_twohot", "symexp_twohot")
     cont: bool = option("predict episode continuation (else assume episodes never end)", True)

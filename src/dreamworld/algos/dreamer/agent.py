@@ -29,7 +29,7 @@ from dreamworld.config.dreamer import DreamerConfig, OptimConfig
 from dreamworld.errors import CheckpointError, DreamworldError
 from dreamworld.models.actor_critic import Actor, Critic, ReturnNorm
 from dreamworld.models.rssm import State
-from dreamworld.models.world_model import WorldModel
+from dreamworld.models.world_model import VectorNorm, WorldModel
 from dreamworld.nn.dists import Dist
 from dreamworld.nn.functional import lambda_return, trajectory_weights
 from dreamworld.nn.layers import Features
@@ -128,6 +128,10 @@ class Dreamer(nn.Module):
             critic.slow_every,
         )
         self.return_norm = ReturnNorm(actor.norm_decay, actor.norm_low, actor.norm_high, actor.norm_limit)
+        if wm.vector_norm and "vector" in self.shapes:
+            self.vector_norm: VectorNorm | None = VectorNorm(self.shapes["vector"])
+        else:
+            self.vector_norm = None
         self.to(device)
         self.device = torch.device(device)
         self.opts = {
@@ -143,7 +147,7 @@ class Dreamer(nn.Module):
 
     def train_step(self, data: dict[str, np.ndarray]) -> Metrics:
         """One update of world model, actor and critic on a replayed ``(B, T)`` batch."""
-        batch = self.preprocess(data)
+        batch = self.preprocess(data, fit=True)
         with self._autocast():
             wm_loss, post, metrics = self.world_model_loss(batch)
         metrics["wm/grad_norm"] = self.opts["wm"].step(wm_loss)
@@ -164,16 +168,17 @@ class Dreamer(nn.Module):
         enabled = self.config.precision == "bfloat16"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    def preprocess(self, data: dict[str, np.ndarray]) -> dict[str, Tensor]:
+    def preprocess(self, data: dict[str, np.ndarray], fit: bool = False) -> dict[str, Tensor]:
         """Moves a replayed batch to the device in the model's layout.
 
-        Every window starts from the initial state: its first step is marked ``is_first``.
+        Every window starts from the initial state: its first step is marked ``is_first``. ``fit``
+        (the training step) fits ``vector_norm`` on the first batch.
         """
         batch: dict[str, Tensor] = {
             key: torch.as_tensor(data[key], device=self.device) for key in self.shapes
         }
         if "vector" in batch:
-            batch["vector"] = batch["vector"].float()
+            batch["vector"] = self._vector(batch["vector"], fit)
         action = torch.as_tensor(data["action"], device=self.device)
         batch["action"] = self.encode_action(action)
         batch["reward"] = torch.as_tensor(data["reward"], device=self.device).float()
@@ -183,6 +188,16 @@ class Dreamer(nn.Module):
         batch["is_first"] = is_first
         batch["is_last"] = torch.as_tensor(data["is_last"], device=self.device)
         return batch
+
+    def _vector(self, vector: Tensor, fit: bool = False) -> Tensor:
+        """Vector observations as the model reads them: float, standardised with ``vector_norm``
+        (whose statistics ``fit`` sets if they are not set yet)."""
+        vector = vector.float()
+        if self.vector_norm is None:
+            return vector
+        if fit and not self.vector_norm.fitted:
+            self.vector_norm.fit(vector)
+        return self.vector_norm(vector)
 
     def world_model_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, State, Metrics]:
         """Reconstruction, reward, continue and KL losses, scaled by ``world_model.scales``."""
@@ -365,7 +380,7 @@ class Dreamer(nn.Module):
         """
         inputs = {key: torch.as_tensor(obs[key], device=self.device) for key in self.shapes}
         if "vector" in inputs:
-            inputs["vector"] = inputs["vector"].float()
+            inputs["vector"] = self._vector(inputs["vector"])
         is_first = torch.as_tensor(obs["is_first"], device=self.device)
         rssm = self.wm.rssm
         if state is None:
