@@ -107,11 +107,8 @@ class EpochLoop:
             report: Called after each epoch to add images to the logger.
         """
         name = self.directory.name
-        if self.stopped or self.epoch >= self.schedule.epochs:
-            self.console.print(
-                f"{name}: already trained ({self.epoch} epochs, best held-out loss {self.best_loss:.4g})"
-            )
-            return self._result()
+        if (done := self.finished()) is not None:
+            return done
         with Logger(self.directory, total_steps=self.schedule.epochs, **self.logger_options) as logger:
             while self.epoch < self.schedule.epochs and not self.stopped:
                 metrics = train_epoch()
@@ -135,6 +132,19 @@ class EpochLoop:
                     f"{name} epoch {self.epoch}: train loss {metrics.get('loss', float('nan')):.4g}, "
                     f"held-out {loss:.4g} (best {self.best_loss:.4g})"
                 )
+        return self._result()
+
+    def finished(self) -> StageResult | None:
+        """The result, saying so, when a resumed stage has nothing left to train; else None.
+
+        Lets a stage skip loading its data when it is already done.
+        """
+        if not (self.stopped or self.epoch >= self.schedule.epochs):
+            return None
+        self.console.print(
+            f"{self.directory.name}: already trained ({self.epoch} epochs, "
+            f"best held-out loss {self.best_loss:.4g})"
+        )
         return self._result()
 
     def _result(self) -> StageResult:

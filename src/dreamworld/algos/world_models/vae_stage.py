@@ -35,15 +35,18 @@ def train_vae(config: Config, noreload: bool = False, device: torch.device | str
     logdir = Path(config.logdir)
     train_paths, holdout_paths = split_rollouts(logdir, options.holdout)
     budget = options.max_frames
-    frames = load_frames(train_paths, budget)
-    holdout = load_frames(holdout_paths, max(options.batch, budget // 10)) if holdout_paths else frames[:0]
-    if len(holdout) == 0:
-        holdout = frames[-options.batch :]  # one rollout only: judge on training frames
-    size, channels = frames.shape[1], frames.shape[-1]
+    probe = load_frames(train_paths[:1], 1)  # the frame shape, before deciding to load them all
+    size, channels = probe.shape[1], probe.shape[-1]
     torch.manual_seed(config.seed)
     spec = {"size": size, "channels": channels, "z": options.z, "depth": options.depth}
     model = build_vae(spec).to(device)
     loop = stage_loop(config, STAGE_DIR, KIND, model, spec, options, noreload)
+    if (done := loop.finished()) is not None:
+        return done
+    frames = load_frames(train_paths, budget)
+    holdout = load_frames(holdout_paths, max(options.batch, budget // 10)) if holdout_paths else frames[:0]
+    if len(holdout) == 0:
+        holdout = frames[-options.batch :]  # one rollout only: judge on training frames
     rng = np.random.default_rng(config.seed + loop.epoch)
 
     def train_epoch() -> dict[str, float]:
