@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from dreamworld.algos.world_models import vae_stage
 from dreamworld.algos.world_models.backends import LocalBackend, RayBackend
 from dreamworld.algos.world_models.controller_stage import _CMAUnpickler, _Evolution, build_agent
 from dreamworld.algos.world_models.rollouts import Agent, dream_rollouts, real_rollouts
@@ -292,13 +293,18 @@ def test_real_rollouts_finish_every_job_and_give_up_on_stalls(experiment):
         assert np.all(stalled[[1, 3, 4]] > returns[[1, 3, 4]] - 1e-6)  # fewer -0.1 steps after giving up
 
 
-def test_stages_resume_and_noreload_starts_over(copy, capsys):
+def test_stages_resume_and_noreload_starts_over(copy, capsys, monkeypatch):
     vae = ["worldmodels", "train-vae", "--logdir", str(copy)]
     assert main([*vae, *flags(worldmodels__vae__epochs="2")]) == 0
     state = load_checkpoint(copy / "vae" / "checkpoint.pt", kind="worldmodels-vae")
     assert state["epoch"] == 2  # one epoch from the fixture, one more now
+    budgets = []
+    original = vae_stage.load_frames
+    monkeypatch.setattr(vae_stage, "load_frames", lambda paths, n: budgets.append(n) or original(paths, n))
     assert main([*vae, *flags(worldmodels__vae__epochs="2")]) == 0
     assert "already trained" in capsys.readouterr().out
+    assert budgets == [1]  # a finished stage reads one frame's shape, not its training frames
+    monkeypatch.undo()
     assert main([*vae, "--noreload", *flags(worldmodels__vae__epochs="1")]) == 0
     assert load_checkpoint(copy / "vae" / "checkpoint.pt", kind="worldmodels-vae")["epoch"] == 1
     assert list(copy.glob("vae.old-*"))
