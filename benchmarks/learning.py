@@ -76,18 +76,23 @@ def main() -> None:
         if proc.wait() != 0:
             raise SystemExit(f"seed {seed} failed: {' '.join(run_command(args, seed, extra))}")
         walls.setdefault(seed, time.perf_counter() - started[seed])
+    hours = {seed: dict(curve(logdir_of(args, seed), "time/hours")) for seed in args.seeds}
     for key in ("eval/return", "eval/success"):
         curves = {seed: dict(curve(logdir_of(args, seed), key)) for seed in args.seeds}
         steps = sorted(set().union(*curves.values()))
         if not steps:
             continue
-        print(f"{args.algo} on {args.env}, seeds {args.seeds}, {key} mean (min..max)")
+        print(f"{args.algo} on {args.env}, seeds {args.seeds}, {key} mean (min..max), training hours")
         for step in steps:
             values = [c[step] for c in curves.values() if step in c]
             spread = f"{min(values):.2f}..{max(values):.2f}"
-            print(f"  step {step:>7}: {np.mean(values):8.2f} ({spread}), n={len(values)}")
+            wall = [h[step] for h in hours.values() if step in h]
+            clock = f", {np.mean(wall):.2f} h" if wall else ""
+            print(f"  step {step:>7}: {np.mean(values):8.2f} ({spread}), n={len(values)}{clock}")
     for seed, wall in walls.items():
-        print(f"  seed {seed}: {wall / 60:.1f} min")
+        # A run's own clock covers its earlier, resumed invocations too; this process only saw the last.
+        total = max(hours[seed].values(), default=wall / 3600)
+        print(f"  seed {seed}: {total * 60:.1f} min of training ({wall / 60:.1f} min in this invocation)")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,9 @@ def test_training_writes_metrics_checkpoint_and_evaluation(tmp_path):
         "critic/loss",
         "eval/return",
         "replay/size",
+        "time/hours",
+        "time/steps_per_second",
+        "time/updates_per_second",
     ):
         assert key in keys, key
     state = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")
@@ -43,10 +46,15 @@ def test_training_writes_metrics_checkpoint_and_evaluation(tmp_path):
 def test_a_second_run_resumes_from_the_checkpoint(tmp_path, capsys):
     argv = ["train", "--env", "gym/CartPole-v1", "--logdir", str(tmp_path), *TINY]
     assert main([*argv, "--steps", "200"]) == 0
-    first = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")["counters"]
+    first = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")
     assert main([*argv, "--steps", "400"]) == 0
-    second = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")["counters"]
-    assert second["steps"] >= 400 and second["updates"] > first["updates"] > 0
+    second = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")
+    before, after = first["counters"], second["counters"]
+    assert after["steps"] >= 400 and after["updates"] > before["updates"] > 0
+    assert second["seconds"] > first["seconds"] > 0  # the run's clock goes on across resumes
+    records = map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+    hours = [record["time/hours"] for record in records if "time/hours" in record]
+    assert hours == sorted(hours) and hours[-1] * 3600 >= first["seconds"]
     out = capsys.readouterr().out
     assert "evaluation return" in out and "random policy" in out
     assert main([*argv, "--steps", "150", "--fresh"]) == 0

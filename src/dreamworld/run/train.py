@@ -163,6 +163,9 @@ class _Loop:
         self.policy_state: PolicyState = None
         self.metrics: dict[str, list[float]] = {}
         resumed = self._resume() if self.checkpoint.exists() else None
+        self.seconds_before = float(resumed.get("seconds", 0.0)) if resumed is not None else 0.0
+        self.started = time.monotonic()
+        self.last_rates = (self.started, self.counters.steps, self.counters.updates)
         dreamer = config.dreamer
         self.ratio = dreamer.train_ratio / (config.replay.batch * config.replay.length)
         self.logger = Logger(
@@ -180,6 +183,10 @@ class _Loop:
             env.set_states(tensors_to_arrays(resumed["envs"]))
             self.driver.load_state_dict(tensors_to_arrays(resumed["driver"]))
             self.policy_state = _to_device(resumed["policy_state"], agent.device)
+
+    def hours(self) -> float:
+        """Wall-clock hours this run has trained, over all its resumes (up to their last checkpoints)."""
+        return (self.seconds_before + time.monotonic() - self.started) / 3600
 
     def run(self) -> TrainResult:
         dreamer = self.config.dreamer
@@ -239,6 +246,7 @@ class _Loop:
         returns = returns[: dreamer.eval_episodes]
         self.logger.scalar("eval/return", float(np.mean(returns)))
         self.logger.scalar("eval/return_std", float(np.std(returns)))
+        self.logger.scalar("time/hours", self.hours())
         for key in stats[0]:
             self.logger.scalar(f"eval/{key}", float(np.mean([s[key] for s in stats[: len(returns)]])))
         if frames:
@@ -259,6 +267,7 @@ class _Loop:
             "driver": None if envs is None else arrays_to_tensors(self.driver.state_dict()),
             "policy_state": None if envs is None else self.policy_state,
             "run_config": config_to_dict(self.config),
+            "seconds": self.hours() * 3600,
         }
         path = save_checkpoint(self.checkpoint, state, kind=KIND)
         self.replay.prune(self.replay_dir, manifest)
@@ -329,4 +338,11 @@ class _Loop:
         for key, value in self.replay.stats().items():
             self.logger.scalar(key, value)
         self.logger.scalar("train/updates", float(self.counters.updates))
+        now, steps, updates = time.monotonic(), self.counters.steps, self.counters.updates
+        seconds = now - self.last_rates[0]
+        if seconds > 0:
+            self.logger.scalar("time/steps_per_second", (steps - self.last_rates[1]) / seconds)
+            self.logger.scalar("time/updates_per_second", (updates - self.last_rates[2]) / seconds)
+        self.logger.scalar("time/hours", self.hours())
+        self.last_rates = (now, steps, updates)
         self.logger.write(self.counters.steps)
