@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import shutil
 
@@ -17,7 +18,12 @@ import torch
 
 from dreamworld.algos.world_models import vae_stage
 from dreamworld.algos.world_models.backends import LocalBackend, RayBackend
-from dreamworld.algos.world_models.controller_stage import _CMAUnpickler, _Evolution, build_agent
+from dreamworld.algos.world_models.controller_stage import (
+    _CMAUnpickler,
+    _Evolution,
+    build_agent,
+    initial_latents,
+)
 from dreamworld.algos.world_models.rollouts import Agent, dream_rollouts, real_rollouts
 from dreamworld.cli import main
 from dreamworld.config import load_config
@@ -191,6 +197,26 @@ def test_batched_dream_equals_rollouts_run_one_by_one():
         assert len(set(together.tolist())) > 1, f"all rollouts took as long ({together}): nothing was tested"
     model = dream_rollouts(agent, population, jobs, z0, seeds, 30, 1.15, "model")
     assert model.shape == (5,) and np.isfinite(model).all()
+
+
+def test_dreams_start_from_sampled_posteriors_of_real_first_frames(copy):
+    cache = copy / "mdnrnn" / "latents.npz"
+    with np.load(cache) as data:
+        firsts = data["offsets"][:-1]
+        mean, logstd = data["mean"][firsts], data["logstd"][firsts]
+    z0 = initial_latents(copy, 500, np.random.default_rng(3)).numpy()
+    rng = np.random.default_rng(3)
+    chosen = rng.choice(firsts, size=500)  # the reference: draw among the first frames' offsets
+    index = np.searchsorted(firsts, chosen)
+    expected = mean[index] + np.exp(logstd[index]) * rng.standard_normal((500, mean.shape[1]))
+    np.testing.assert_allclose(z0, expected, rtol=1e-5, atol=1e-5)
+    # The first frames are read once per process, and again when the cache file changes.
+    with np.load(cache) as data:
+        arrays = dict(data)
+    arrays["mean"] = arrays["mean"] + 100.0
+    np.savez(cache, **arrays)
+    os.utime(cache, ns=(cache.stat().st_atime_ns, cache.stat().st_mtime_ns + 10**9))
+    assert initial_latents(copy, 4, np.random.default_rng(0)).min() > 50.0
 
 
 def test_cma_es_improves_a_known_fitness(copy):
