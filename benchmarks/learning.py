@@ -77,6 +77,7 @@ def main() -> None:
             raise SystemExit(f"seed {seed} failed: {' '.join(run_command(args, seed, extra))}")
         walls.setdefault(seed, time.perf_counter() - started[seed])
     hours = {seed: dict(curve(logdir_of(args, seed), "time/hours")) for seed in args.seeds}
+    cpu = {seed: dict(curve(logdir_of(args, seed), "time/cpu_hours")) for seed in args.seeds}
     for key in ("eval/return", "eval/success"):
         curves = {seed: dict(curve(logdir_of(args, seed), key)) for seed in args.seeds}
         steps = sorted(set().union(*curves.values()))
@@ -92,7 +93,11 @@ def main() -> None:
     for seed, wall in walls.items():
         # A run's own clock covers its earlier, resumed invocations too; this process only saw the last.
         total = max(hours[seed].values(), default=wall / 3600)
-        print(f"  seed {seed}: {total * 60:.1f} min of training ({wall / 60:.1f} min in this invocation)")
+        used = max(cpu[seed].values(), default=float("nan"))
+        print(
+            f"  seed {seed}: {total * 60:.1f} min of training, {used * 60:.1f} CPU min "
+            f"({wall / 60:.1f} min in this invocation)"
+        )
 
 
 if __name__ == "__main__":

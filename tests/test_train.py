@@ -35,6 +35,7 @@ def test_training_writes_metrics_checkpoint_and_evaluation(tmp_path):
         "eval/return",
         "replay/size",
         "time/hours",
+        "time/cpu_hours",
         "time/steps_per_second",
         "time/updates_per_second",
     ):
@@ -51,7 +52,8 @@ def test_a_second_run_resumes_from_the_checkpoint(tmp_path, capsys):
     second = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")
     before, after = first["counters"], second["counters"]
     assert after["steps"] >= 400 and after["updates"] > before["updates"] > 0
-    assert second["seconds"] > first["seconds"] > 0  # the run's clock goes on across resumes
+    assert second["seconds"] > first["seconds"] > 0  # the run's clocks go on across resumes
+    assert second["cpu"] > first["cpu"] > 0
     records = map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
     hours = [record["time/hours"] for record in records if "time/hours" in record]
     assert hours == sorted(hours) and hours[-1] * 3600 >= first["seconds"]

@@ -163,8 +163,10 @@ class _Loop:
         self.policy_state: PolicyState = None
         self.metrics: dict[str, list[float]] = {}
         resumed = self._resume() if self.checkpoint.exists() else None
-        self.seconds_before = float(resumed.get("seconds", 0.0)) if resumed is not None else 0.0
-        self.started = time.monotonic()
+        before = resumed if resumed is not None else {}
+        self.seconds_before = float(before.get("seconds", 0.0))  # the clocks of earlier invocations
+        self.cpu_before = float(before.get("cpu", 0.0))
+        self.started, self.cpu_started = time.monotonic(), time.process_time()
         self.last_rates = (self.started, self.counters.steps, self.counters.updates)
         dreamer = config.dreamer
         self.ratio = dreamer.train_ratio / (config.replay.batch * config.replay.length)
@@ -187,6 +189,10 @@ class _Loop:
     def hours(self) -> float:
         """Wall-clock hours this run has trained, over all its resumes (up to their last checkpoints)."""
         return (self.seconds_before + time.monotonic() - self.started) / 3600
+
+    def cpu_hours(self) -> float:
+        """CPU hours of this process (all its threads; not environment worker processes), over resumes."""
+        return (self.cpu_before + time.process_time() - self.cpu_started) / 3600
 
     def run(self) -> TrainResult:
         dreamer = self.config.dreamer
@@ -247,6 +253,7 @@ class _Loop:
         self.logger.scalar("eval/return", float(np.mean(returns)))
         self.logger.scalar("eval/return_std", float(np.std(returns)))
         self.logger.scalar("time/hours", self.hours())
+        self.logger.scalar("time/cpu_hours", self.cpu_hours())
         for key in stats[0]:
             self.logger.scalar(f"eval/{key}", float(np.mean([s[key] for s in stats[: len(returns)]])))
         if frames:
@@ -268,6 +275,7 @@ class _Loop:
             "policy_state": None if envs is None else self.policy_state,
             "run_config": config_to_dict(self.config),
             "seconds": self.hours() * 3600,
+            "cpu": self.cpu_hours() * 3600,
         }
         path = save_checkpoint(self.checkpoint, state, kind=KIND)
         self.replay.prune(self.replay_dir, manifest)
@@ -344,5 +352,6 @@ class _Loop:
             self.logger.scalar("time/steps_per_second", (steps - self.last_rates[1]) / seconds)
             self.logger.scalar("time/updates_per_second", (updates - self.last_rates[2]) / seconds)
         self.logger.scalar("time/hours", self.hours())
+        self.logger.scalar("time/cpu_hours", self.cpu_hours())
         self.last_rates = (now, steps, updates)
         self.logger.write(self.counters.steps)
