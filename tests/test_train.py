@@ -46,6 +46,7 @@ def test_training_writes_metrics_checkpoint_and_evaluation(tmp_path):
 
 def test_a_second_run_resumes_from_the_checkpoint(tmp_path, capsys):
     argv = ["train", "--env", "gym/CartPole-v1", "--logdir", str(tmp_path), *TINY]
+    argv += ["--dreamer.eval_every", "150"]
     assert main([*argv, "--steps", "200"]) == 0
     first = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")
     assert main([*argv, "--steps", "400"]) == 0
@@ -57,6 +58,9 @@ def test_a_second_run_resumes_from_the_checkpoint(tmp_path, capsys):
     records = map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
     hours = [record["time/hours"] for record in records if "time/hours" in record]
     assert hours == sorted(hours) and hours[-1] * 3600 >= first["seconds"]
+    records = map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+    evaluated = [record["step"] for record in records if "eval/return" in record]
+    assert evaluated == [150, 200, 300, 400]  # on the eval_every grid after the resume, plus each run's end
     out = capsys.readouterr().out
     assert "evaluation return" in out and "random policy" in out
     assert main([*argv, "--steps", "150", "--fresh"]) == 0

@@ -198,7 +198,9 @@ class _Loop:
         dreamer = self.config.dreamer
         log = _Clock(dreamer.log_every, dreamer.log_steps, self.counters.steps)
         save = _Clock(dreamer.save_every, dreamer.save_steps, self.counters.steps)
-        next_eval = self.counters.steps + dreamer.eval_every if dreamer.eval_every else None
+        every = dreamer.eval_every
+        # Evaluations fall on multiples of eval_every, whatever step a resumed run starts from.
+        next_eval = (self.counters.steps // every + 1) * every if every else None
         with self.logger:
             self._prefill()
             while self.counters.steps < dreamer.steps:
@@ -208,7 +210,7 @@ class _Loop:
                     self._write_metrics()
                 if next_eval is not None and self.counters.steps >= next_eval:
                     self.evaluate()
-                    next_eval += dreamer.eval_every
+                    next_eval = (self.counters.steps // every + 1) * every
                 if save.due(self.counters.steps):
                     self.save()
             self._write_metrics()
