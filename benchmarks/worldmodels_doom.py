@@ -62,6 +62,7 @@ def main() -> None:
         stage(ledger, f"test tau {tau:g}", "test", outdir, *flags, "--episodes", str(args.episodes), *common)
         result = json.loads((outdir / f"controller-dream-tau{tau:g}" / "test.json").read_text())
         rows.append((tau, result))
+    stage(ledger, "report", "report", outdir, *common)
     random_mean, random_std = random_score(args.episodes)
     print(f"\nWorld Models dream experiment, ViZDoom TakeCover, preset {args.preset}: {outdir}")
     print(f"{'tau':>5} | {'dream score':>15} | {'real score':>15} | paper dream / real")
