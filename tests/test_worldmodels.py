@@ -24,6 +24,7 @@ from dreamworld.algos.world_models.controller_stage import (
     build_agent,
     initial_latents,
 )
+from dreamworld.algos.world_models.mdnrnn_stage import Latents, sample_windows, windows_per_epoch
 from dreamworld.algos.world_models.rollouts import Agent, dream_rollouts, real_rollouts
 from dreamworld.cli import main
 from dreamworld.config import load_config
@@ -145,6 +146,51 @@ def test_vae_loss_falls_on_real_carracing_frames(experiment):
         optimizer.step()
         losses.append(loss.item())
     assert np.mean(losses[-5:]) < 0.75 * np.mean(losses[:3])
+
+
+def test_mdnrnn_windows_cover_every_transition_equally_including_deaths():
+    frames = [3, 10, 50, 7]  # some episodes shorter than a window
+    offsets = np.concatenate([[0], np.cumsum(frames)])
+    total = offsets[-1]
+    terminal = np.zeros(total, np.float32)
+    terminal[offsets[1:] - 1] = 1.0  # every episode ends in a death
+    latents = Latents(
+        mean=np.arange(total, dtype=np.float32)[:, None],
+        logstd=np.zeros((total, 1), np.float32),
+        action=np.zeros((total, 1), np.float32),
+        reward=np.zeros(total, np.float32),
+        is_terminal=terminal,
+        offsets=offsets,
+        holdout=0,
+    )
+    windows = sample_windows(latents, latents.episodes(False), 40_000, 8, np.random.default_rng(0))
+    step, target, mask = windows["mean"][..., 0], windows["next_mean"][..., 0], windows["mask"] > 0
+    assert np.all(target[mask] == step[mask] + 1)
+    episode = np.searchsorted(offsets, step, side="right")
+    assert np.all(episode[mask] == np.searchsorted(offsets, target[mask], side="right"))  # never across
+    assert np.all(np.diff(step, axis=1)[mask[:, 1:]] == 1) and np.all(mask[:, 0])
+    counts = np.bincount(target[mask].astype(np.int64), minlength=total)[
+        np.setdiff1d(np.arange(total), offsets)
+    ]
+    assert counts.min() > 0.9 * counts.mean() and counts.max() < 1.1 * counts.mean()
+    deaths = windows["done"][mask].mean()
+    assert deaths == pytest.approx(len(frames) / (total - len(frames)), rel=0.1)
+    assert windows_per_epoch(latents, latents.episodes(False), 8) * 8 * mask.mean() == pytest.approx(
+        total - len(frames), rel=0.05
+    )
+
+
+def test_done_weight_scales_only_the_ending_steps():
+    model = MDNRNN(z=2, actions=1, hidden=4, mixtures=1)
+    z, action = torch.randn(1, 3, 2), torch.zeros(1, 3, 1)
+    done, mask = torch.tensor([[0.0, 0.0, 1.0]]), torch.ones(1, 3)
+    scales = {"gmm": 0.0, "reward": 0.0, "done": 1.0}
+    plain = model.loss(z, action, z, torch.zeros(1, 3), done, mask, scales)[1]["done"]
+    heavy = model.loss(z, action, z, torch.zeros(1, 3), done, mask, scales, done_weight=10.0)[1]["done"]
+    prediction, _ = model(z, action)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(prediction.done, done, reduction="none")[0]
+    torch.testing.assert_close(plain, bce.mean())
+    torch.testing.assert_close(heavy, (bce[0] + bce[1] + 10 * bce[2]) / 3)
 
 
 def test_controller_flatten_unflatten_and_batched_members():

@@ -53,9 +53,12 @@ class MDNRNNConfig:
         "loss weights: gmm (per latent dimension), reward, done",
         lambda: {"gmm": 1.0, "reward": 1.0, "done": 1.0},
     )
+    done_weight: float = option(
+        "weight of the steps that end an episode in the done loss (rare; 10 in the paper's Doom code)", 1.0
+    )
 
     def __post_init__(self) -> None:
-        for key in ("hidden", "mixtures", "length", "batch", "lr", "epochs"):
+        for key in ("hidden", "mixtures", "length", "batch", "lr", "epochs", "done_weight"):
             positive(f"worldmodels.mdnrnn.{key}", getattr(self, key))
 
 

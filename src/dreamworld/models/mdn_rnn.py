@@ -93,6 +93,7 @@ class MDNRNN(nn.Module):
         done: Tensor,
         mask: Tensor,
         scales: dict[str, float],
+        done_weight: float = 1.0,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Negative log-likelihood of the next latents, reward MSE and done cross-entropy.
 
@@ -102,6 +103,7 @@ class MDNRNN(nn.Module):
             reward, done: ``(B, T)`` reward of the transition and whether the episode ended there.
             mask: ``(B, T)`` 1 where the step is real (sequences are padded past an episode's end).
             scales: Weights of ``gmm`` (per latent dimension), ``reward`` and ``done``.
+            done_weight: Weight of the (rare) steps that end an episode in the done loss.
 
         Returns:
             The scalar loss and its unweighted parts.
@@ -111,6 +113,7 @@ class MDNRNN(nn.Module):
         gmm = -mixture_log_prob(next_z, prediction.logits, prediction.mean, prediction.logstd).mean(-1)
         reward_loss = (prediction.reward - reward).square()
         done_loss = nn.functional.binary_cross_entropy_with_logits(prediction.done, done, reduction="none")
+        done_loss = done_loss * (1.0 + (done_weight - 1.0) * done)
         parts = {
             "gmm": (gmm * weight).sum(),
             "reward": (reward_loss * weight).sum(),

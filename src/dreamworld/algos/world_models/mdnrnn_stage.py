@@ -104,19 +104,24 @@ def encode_rollouts(
 def sample_windows(
     latents: Latents, episodes: np.ndarray, batch: int, length: int, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
-    """``batch`` windows of ``length`` transitions, drawn uniformly over the steps of ``episodes``.
+    """``batch`` windows of ``length`` transitions; every transition of ``episodes`` is equally likely.
 
     Position ``t`` of a window holds the latent and action at step ``s + t`` and, as targets, the
-    latent, reward and termination at step ``s + t + 1``. Windows of episodes shorter than
-    ``length + 1`` are padded, with ``mask = 0`` on the padding.
+    latent, reward and termination at step ``s + t + 1``. A window may begin up to ``length - 1``
+    steps before an episode and end after it, clipped to the episode and padded at its end with
+    ``mask = 0``: so the first and last transitions (the death that ends a ViZDoom episode) are in as
+    many windows as any other, where windows that had to fit inside an episode would see an episode's
+    last transition once for every ``T - length + 1`` times they see one in its middle.
     """
     starts, ends = latents.offsets[episodes], latents.offsets[episodes + 1]
     transitions = np.maximum(ends - starts - 1, 0)
-    chosen = rng.choice(len(episodes), size=batch, p=transitions / transitions.sum())
-    offset = (rng.random(batch) * np.maximum(transitions[chosen] - length + 1, 1)).astype(np.int64)
-    first = starts[chosen] + offset
+    positions = np.where(transitions > 0, transitions + length - 1, 0)  # window starts per episode
+    chosen = rng.choice(len(episodes), size=batch, p=positions / positions.sum())
+    begin = (rng.random(batch) * positions[chosen]).astype(np.int64) - (length - 1)
+    low, high = np.maximum(begin, 0), np.minimum(begin + length, transitions[chosen])
+    first = starts[chosen] + low
     step = first[:, None] + np.arange(length)[None]
-    mask = step + 1 < ends[chosen][:, None]
+    mask = np.arange(length)[None] < (high - low)[:, None]
     step = np.where(mask, step, first[:, None])  # padding repeats a real step; the mask drops it
     target = step + mask
     return {
@@ -129,6 +134,12 @@ def sample_windows(
         "done": latents.is_terminal[target],
         "mask": mask.astype(np.float32),
     }
+
+
+def windows_per_epoch(latents: Latents, episodes: np.ndarray, length: int) -> int:
+    """Windows that hold, on average, every transition of ``episodes`` once."""
+    transitions = np.maximum(latents.offsets[episodes + 1] - latents.offsets[episodes] - 1, 0)
+    return -int(-np.where(transitions > 0, transitions + length - 1, 0).sum() // length)
 
 
 def train_mdnrnn(
@@ -164,15 +175,21 @@ def train_mdnrnn(
     train_eps, held_eps = latents.episodes(False), latents.episodes(True)
     if len(held_eps) == 0:
         held_eps = train_eps
-    steps = int((latents.offsets[train_eps + 1] - latents.offsets[train_eps]).sum())
-    updates = max(1, steps // (options.batch * options.length))
+    updates = max(1, windows_per_epoch(latents, train_eps, options.length) // options.batch)
 
     def batch_loss(windows: dict[str, np.ndarray]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         data = {key: torch.as_tensor(value, device=device) for key, value in windows.items()}
         z = data["mean"] + data["logstd"].exp() * torch.randn_like(data["mean"])
         next_z = data["next_mean"] + data["next_logstd"].exp() * torch.randn_like(data["mean"])
         return model.loss(
-            z, data["action"], next_z, data["reward"], data["done"], data["mask"], options.scales
+            z,
+            data["action"],
+            next_z,
+            data["reward"],
+            data["done"],
+            data["mask"],
+            options.scales,
+            options.done_weight,
         )
 
     def train_epoch() -> dict[str, float]:
