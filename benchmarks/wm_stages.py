@@ -21,6 +21,8 @@ class Ledger:
         self.times: dict[str, float] = json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def add(self, key: str, seconds: float) -> None:
+        if self.path.exists():  # what was booked meanwhile (by hand, or by another run) stays
+            self.times = json.loads(self.path.read_text())
         self.times[key] = self.times.get(key, 0.0) + seconds
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(self.times, indent=1))
