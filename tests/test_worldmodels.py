@@ -395,6 +395,15 @@ def test_stages_resume_and_noreload_starts_over(copy, capsys, monkeypatch):
     assert main([*controller, "--generations", "2", *flags()]) == 0
     state = load_checkpoint(copy / "controller" / "checkpoint.pt", kind="worldmodels-controller")
     assert state["generation"] == 2
+    # A controller evolved with an M that was retrained since is refused, by training and by testing.
+    capsys.readouterr()
+    assert main(["worldmodels", "train-mdnrnn", "--logdir", str(copy), "--noreload", *flags()]) == 0
+    assert main([*controller, "--generations", "3", *flags()]) == 2
+    assert main(["worldmodels", "test", "--logdir", str(copy), "--episodes", "1", *flags()]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all("another V or M" in line and "--noreload" in line for line in errors)
+    assert main([*controller, "--generations", "1", "--noreload", *flags()]) == 0
+    assert main(["worldmodels", "test", "--logdir", str(copy), "--episodes", "1", *flags()]) == 0
 
 
 def test_a_tiny_pipeline_runs_end_to_end_and_writes_the_report(copy, capsys):

@@ -30,8 +30,11 @@ from rich.console import Console
 
 from dreamworld.algos.world_models.backends import Backend, ProcessBackend, RayBackend
 from dreamworld.algos.world_models.mdnrnn_stage import CACHE_NAME, load_mdnrnn
+from dreamworld.algos.world_models.mdnrnn_stage import KIND as MDNRNN_KIND
 from dreamworld.algos.world_models.mdnrnn_stage import STAGE_DIR as MDNRNN_DIR
 from dreamworld.algos.world_models.rollouts import Agent, dream_rollouts
+from dreamworld.algos.world_models.vae_stage import KIND as VAE_KIND
+from dreamworld.algos.world_models.vae_stage import STAGE_DIR as VAE_DIR
 from dreamworld.algos.world_models.vae_stage import load_vae
 from dreamworld.config import Config
 from dreamworld.envs.parallel import VectorEnv
@@ -78,6 +81,28 @@ def fitness_env(config: Config, workers: int, parallel: str | None = None) -> Ve
     """The real environments of fitness rollouts: images, the controller's time limit."""
     images = dataclasses.replace(config.env, obs="image", time_limit=config.worldmodels.controller.time_limit)
     return vector_env(images, workers, parallel)
+
+
+def model_ids(logdir: Path, memory_or_dream: bool) -> dict[str, str]:
+    """Ids of the V (and M) a controller works with: a controller evolved with others is stale."""
+    ids = {"vae": str(load_checkpoint(Path(logdir) / VAE_DIR / BEST_NAME, kind=VAE_KIND)["model_id"])}
+    if memory_or_dream:
+        ids["mdnrnn"] = str(
+            load_checkpoint(Path(logdir) / MDNRNN_DIR / BEST_NAME, kind=MDNRNN_KIND)["model_id"]
+        )
+    return ids
+
+
+def check_models(saved: dict[str, Any], logdir: Path, memory_or_dream: bool, directory: Path) -> None:
+    """Raises a one-line error when a controller's checkpoint names another V or M than the current ones.
+
+    Checkpoints written before controllers recorded their models carry no ids and pass.
+    """
+    if "models" in saved and saved["models"] != model_ids(logdir, memory_or_dream):
+        raise DreamworldError(
+            f"{directory} was evolved with another V or M than the experiment's best ones (retrained "
+            "since); use --noreload to start the controller over"
+        )
 
 
 def initial_latents(logdir: Path, count: int, rng: np.random.Generator) -> torch.Tensor:
@@ -146,6 +171,7 @@ class _Evolution:
         self.generation, self.best_return = 0, -float("inf")
         self.best_params: torch.Tensor | None = None
         self.rng = np.random.default_rng(config.seed)
+        self.models = model_ids(Path(config.logdir), agent.mdnrnn is not None)
         size = agent.controller.size
         self.es = cma.CMAEvolutionStrategy(
             np.zeros(size),
@@ -243,6 +269,7 @@ class _Evolution:
                 "return_std": float(returns.std()),
                 "generation": self.generation,
                 "spec": self._spec(),
+                "models": self.models,
             }
             save_checkpoint(self.directory / BEST_NAME, state, kind=KIND)
         where = "dreamed" if self.options.dream else "real"
@@ -270,6 +297,7 @@ class _Evolution:
             "rng": self.rng.bit_generator.state,
             "global_rng": rng_state(),
             "spec": self._spec(),
+            "models": self.models,
         }
         save_checkpoint(self.directory / CHECKPOINT_NAME, state, kind=KIND)
 
@@ -279,6 +307,7 @@ class _Evolution:
             raise DreamworldError(
                 f"{self.directory} holds a controller with other settings; keep them or use --noreload"
             )
+        check_models(state, Path(self.config.logdir), self.agent.mdnrnn is not None, self.directory)
         self.es = _load_es(state["es"], self.directory)
         self.generation, self.best_return = state["generation"], state["best_return"]
         self.best_params = state["best_params"]

@@ -15,6 +15,7 @@ from dreamworld.algos.world_models.controller_stage import (
     BEST_NAME,
     KIND,
     build_agent,
+    check_models,
     controller_dir,
     initial_latents,
 )
@@ -72,6 +73,7 @@ def test_controller(
         command = f"dreamworld worldmodels train-controller{flags}"
         raise DreamworldError(f"no trained controller in {directory}; run `{command}` first")
     best = load_checkpoint(directory / BEST_NAME, kind=KIND)
+    check_models(best, Path(config.logdir), best["spec"]["memory"] or dream, directory)
     images = dataclasses.replace(config.env, obs="image")
     with vector_env(images, workers or config.worldmodels.controller.workers) as env:
         agent = build_agent(config, best["spec"]["memory"], dream, env.act_space, device)
