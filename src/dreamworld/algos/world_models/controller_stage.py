@@ -30,11 +30,8 @@ from rich.console import Console
 
 from dreamworld.algos.world_models.backends import Backend, ProcessBackend, RayBackend
 from dreamworld.algos.world_models.mdnrnn_stage import CACHE_NAME, load_mdnrnn
-from dreamworld.algos.world_models.mdnrnn_stage import KIND as MDNRNN_KIND
 from dreamworld.algos.world_models.mdnrnn_stage import STAGE_DIR as MDNRNN_DIR
 from dreamworld.algos.world_models.rollouts import Agent, dream_rollouts
-from dreamworld.algos.world_models.vae_stage import KIND as VAE_KIND
-from dreamworld.algos.world_models.vae_stage import STAGE_DIR as VAE_DIR
 from dreamworld.algos.world_models.vae_stage import load_vae
 from dreamworld.config import Config
 from dreamworld.envs.parallel import VectorEnv
@@ -67,14 +64,18 @@ class ControllerResult:
 def build_agent(config: Config, memory: bool, need_mdnrnn: bool, act_space: Any, device: Any) -> Agent:
     """V, M (when needed) and an untrained C for the experiment in ``config.logdir``."""
     logdir = Path(config.logdir)
-    vae, _ = load_vae(logdir, device)
-    mdnrnn = load_mdnrnn(logdir, device)[0] if need_mdnrnn or memory else None
+    vae, vae_id = load_vae(logdir, device)
+    models = {"vae": vae_id}
+    mdnrnn = None
+    if need_mdnrnn or memory:
+        mdnrnn, spec = load_mdnrnn(logdir, device)
+        models["mdnrnn"] = spec["model_id"]
     discrete = int(act_space.n) if hasattr(act_space, "n") else 0
     actions = discrete or int(np.prod(act_space.shape))
     inp = vae.z + (mdnrnn.hidden if memory and mdnrnn is not None else 0)
     controller = LinearController(inp, actions, discrete=bool(discrete))
     clip_brake = config.env.name == "carracing" and not discrete
-    return Agent(vae, mdnrnn, controller, memory, discrete, clip_brake)
+    return Agent(vae, mdnrnn, controller, memory, discrete, clip_brake, models)
 
 
 def fitness_env(config: Config, workers: int, parallel: str | None = None) -> VectorEnv:
@@ -83,22 +84,12 @@ def fitness_env(config: Config, workers: int, parallel: str | None = None) -> Ve
     return vector_env(images, workers, parallel)
 
 
-def model_ids(logdir: Path, memory_or_dream: bool) -> dict[str, str]:
-    """Ids of the V (and M) a controller works with: a controller evolved with others is stale."""
-    ids = {"vae": str(load_checkpoint(Path(logdir) / VAE_DIR / BEST_NAME, kind=VAE_KIND)["model_id"])}
-    if memory_or_dream:
-        ids["mdnrnn"] = str(
-            load_checkpoint(Path(logdir) / MDNRNN_DIR / BEST_NAME, kind=MDNRNN_KIND)["model_id"]
-        )
-    return ids
-
-
-def check_models(saved: dict[str, Any], logdir: Path, memory_or_dream: bool, directory: Path) -> None:
-    """Raises a one-line error when a controller's checkpoint names another V or M than the current ones.
+def check_models(saved: dict[str, Any], agent: Agent, directory: Path) -> None:
+    """Raises a one-line error when a controller's checkpoint names another V or M than ``agent``'s.
 
     Checkpoints written before controllers recorded their models carry no ids and pass.
     """
-    if "models" in saved and saved["models"] != model_ids(logdir, memory_or_dream):
+    if "models" in saved and saved["models"] != agent.models:
         raise DreamworldError(
             f"{directory} was evolved with another V or M than the experiment's best ones (retrained "
             "since); use --noreload to start the controller over"
@@ -171,7 +162,6 @@ class _Evolution:
         self.generation, self.best_return = 0, -float("inf")
         self.best_params: torch.Tensor | None = None
         self.rng = np.random.default_rng(config.seed)
-        self.models = model_ids(Path(config.logdir), agent.mdnrnn is not None)
         size = agent.controller.size
         self.es = cma.CMAEvolutionStrategy(
             np.zeros(size),
@@ -269,7 +259,7 @@ class _Evolution:
                 "return_std": float(returns.std()),
                 "generation": self.generation,
                 "spec": self._spec(),
-                "models": self.models,
+                "models": self.agent.models,
             }
             save_checkpoint(self.directory / BEST_NAME, state, kind=KIND)
         where = "dreamed" if self.options.dream else "real"
@@ -297,7 +287,7 @@ class _Evolution:
             "rng": self.rng.bit_generator.state,
             "global_rng": rng_state(),
             "spec": self._spec(),
-            "models": self.models,
+            "models": self.agent.models,
         }
         save_checkpoint(self.directory / CHECKPOINT_NAME, state, kind=KIND)
 
@@ -307,7 +297,7 @@ class _Evolution:
             raise DreamworldError(
                 f"{self.directory} holds a controller with other settings; keep them or use --noreload"
             )
-        check_models(state, Path(self.config.logdir), self.agent.mdnrnn is not None, self.directory)
+        check_models(state, self.agent, self.directory)
         self.es = _load_es(state["es"], self.directory)
         self.generation, self.best_return = state["generation"], state["best_return"]
         self.best_params = state["best_params"]

@@ -73,10 +73,10 @@ def test_controller(
         command = f"dreamworld worldmodels train-controller{flags}"
         raise DreamworldError(f"no trained controller in {directory}; run `{command}` first")
     best = load_checkpoint(directory / BEST_NAME, kind=KIND)
-    check_models(best, Path(config.logdir), best["spec"]["memory"] or dream, directory)
     images = dataclasses.replace(config.env, obs="image")
     with vector_env(images, workers or config.worldmodels.controller.workers) as env:
         agent = build_agent(config, best["spec"]["memory"], dream, env.act_space, device)
+        check_models(best, agent, directory)
         population = best["params"].to(device, torch.float32).unsqueeze(0)
         jobs = np.zeros(episodes, np.int64)
         returns, frames = real_rollouts(env, agent, population, jobs, seed=config.seed + 777, record=video)

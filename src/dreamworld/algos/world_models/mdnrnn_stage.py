@@ -8,6 +8,7 @@ as the original implementation does, so M learns from the VAE's uncertainty too.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,10 @@ def build_mdnrnn(spec: dict[str, Any]) -> MDNRNN:
 
 
 def load_mdnrnn(logdir: Path, device: torch.device | str = "cpu") -> tuple[MDNRNN, dict[str, Any]]:
-    """The best MDN-RNN of an experiment and its spec (which records the action encoding)."""
+    """The best MDN-RNN of an experiment and its spec (which records the action encoding), with the
+    model's id added as ``model_id``."""
     model, state = load_best(Path(logdir) / STAGE_DIR, KIND, build_mdnrnn)
-    return model.to(device), state["spec"]  # type: ignore[return-value]
+    return model.to(device), {**state["spec"], "model_id": str(state["model_id"])}  # type: ignore[return-value]
 
 
 @torch.no_grad()
@@ -113,9 +115,7 @@ def sample_windows(
     many windows as any other, where windows that had to fit inside an episode would see an episode's
     last transition once for every ``T - length + 1`` times they see one in its middle.
     """
-    starts, ends = latents.offsets[episodes], latents.offsets[episodes + 1]
-    transitions = np.maximum(ends - starts - 1, 0)
-    positions = np.where(transitions > 0, transitions + length - 1, 0)  # window starts per episode
+    starts, transitions, positions = _window_starts(latents, episodes, length)
     chosen = rng.choice(len(episodes), size=batch, p=positions / positions.sum())
     begin = (rng.random(batch) * positions[chosen]).astype(np.int64) - (length - 1)
     low, high = np.maximum(begin, 0), np.minimum(begin + length, transitions[chosen])
@@ -138,8 +138,16 @@ def sample_windows(
 
 def windows_per_epoch(latents: Latents, episodes: np.ndarray, length: int) -> int:
     """Windows that hold, on average, every transition of ``episodes`` once."""
-    transitions = np.maximum(latents.offsets[episodes + 1] - latents.offsets[episodes] - 1, 0)
-    return -int(-np.where(transitions > 0, transitions + length - 1, 0).sum() // length)
+    return math.ceil(_window_starts(latents, episodes, length)[2].sum() / length)
+
+
+def _window_starts(
+    latents: Latents, episodes: np.ndarray, length: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each episode's first step, its transitions, and the window starts that overlap it."""
+    starts = latents.offsets[episodes]
+    transitions = np.maximum(latents.offsets[episodes + 1] - starts - 1, 0)
+    return starts, transitions, np.where(transitions > 0, transitions + length - 1, 0)
 
 
 def train_mdnrnn(

@@ -10,7 +10,7 @@ depend on which other jobs share its batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ class Agent:
     memory: bool
     discrete: int = 0  # number of discrete actions, 0 for continuous ones
     clip_brake: bool = False  # CarRacing: brake = clip(a, 0, 1) as in the paper, not (a + 1) / 2
+    models: dict[str, str] = field(default_factory=dict)  # ids of the V and M: a controller's provenance
 
     def act(self, population: Tensor, z: Tensor, state: LSTMState | None, member: Tensor) -> Tensor:
         """Actions of population members ``member`` on latents ``z`` and memory ``state``."""
