@@ -12,6 +12,7 @@ import os
 import pickle
 import shutil
 
+import gymnasium
 import numpy as np
 import pytest
 import torch
@@ -191,6 +192,66 @@ def test_done_weight_scales_only_the_ending_steps():
     bce = torch.nn.functional.binary_cross_entropy_with_logits(prediction.done, done, reduction="none")[0]
     torch.testing.assert_close(plain, bce.mean())
     torch.testing.assert_close(heavy, (bce[0] + bce[1] + 10 * bce[2]) / 3)
+
+
+def test_done_probability_undoes_the_done_weight():
+    """A done head fitted with ends weighted w has its odds multiplied by w; the calibrated
+    probability recovers the true frequency of episode ends."""
+    torch.manual_seed(0)
+    weight, frequency = 10.0, 0.05
+    model = MDNRNN(z=2, actions=1, hidden=4, mixtures=1, done_weight=weight)
+    # 2,000 one-step sequences from the same input, 5% of them ending: a single logit is fitted.
+    z, action = torch.zeros(2000, 1, 2), torch.zeros(2000, 1, 1)
+    done = (torch.arange(2000) < 100).float()[:, None]
+    scales = {"gmm": 0.0, "reward": 0.0, "done": 1.0}
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(200):
+        loss, _ = model.loss(z, action, z, torch.zeros(2000, 1), done, torch.ones(2000, 1), scales, weight)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        prediction, _ = model(z[:1], action[:1])
+        raw = torch.sigmoid(prediction.done).item()
+        calibrated = model.done_probability(prediction).item()
+    odds = weight * frequency / (1 - frequency)
+    assert raw == pytest.approx(odds / (1 + odds), abs=0.01)  # 0.345: the weighted optimum
+    assert calibrated == pytest.approx(frequency, abs=0.005)
+
+
+def test_dreams_end_on_the_calibrated_done_probability():
+    torch.manual_seed(1)
+    weighted = MDNRNN(z=4, actions=2, hidden=8, mixtures=3, done_weight=10.0)
+    with torch.no_grad():
+        weighted.head.weight[-1] *= 8.0
+    plain = MDNRNN(z=4, actions=2, hidden=8, mixtures=3)
+    plain.load_state_dict(weighted.state_dict())
+    with torch.no_grad():
+        plain.head.bias[-1] -= math.log(10.0)  # the same calibrated probability, without a weight
+    controller = LinearController(inp=12, actions=2)
+    population = torch.randn(3, controller.size) * 0.5
+    jobs, z0, seeds = np.array([0, 1, 2, 0, 1, 2]), torch.randn(6, 4), np.arange(6)
+    for done in ("threshold", "sample"):
+        returns = [
+            dream_rollouts(
+                Agent(VAE(16, 3, z=4, depth=4), m, controller, True),
+                population,
+                jobs,
+                z0,
+                seeds,
+                40,
+                1.0,
+                "survival",
+                done,
+            )
+            for m in (weighted, plain)
+        ]
+        np.testing.assert_array_equal(returns[0], returns[1])
+    uncalibrated = MDNRNN(z=4, actions=2, hidden=8, mixtures=3)
+    uncalibrated.load_state_dict(weighted.state_dict())  # the raw logit: dreams end sooner
+    agent = Agent(VAE(16, 3, z=4, depth=4), uncalibrated, controller, True)
+    raw = dream_rollouts(agent, population, jobs, z0, seeds, 40, 1.0, "survival", "sample")
+    assert raw.sum() < returns[0].sum()
 
 
 def test_controller_flatten_unflatten_and_batched_members():
@@ -404,6 +465,26 @@ def test_stages_resume_and_noreload_starts_over(copy, capsys, monkeypatch):
     assert len(errors) == 2 and all("another V or M" in line and "--noreload" in line for line in errors)
     assert main([*controller, "--generations", "1", "--noreload", *flags()]) == 0
     assert main(["worldmodels", "test", "--logdir", str(copy), "--episodes", "1", *flags()]) == 0
+
+
+def test_mdnrnn_records_its_done_weight_and_older_models_take_the_configured_one(copy):
+    from dreamworld.algos.world_models.mdnrnn_stage import load_mdnrnn
+    from dreamworld.run.checkpoint import save_checkpoint
+
+    mdnrnn = ["worldmodels", "train-mdnrnn", "--logdir", str(copy)]
+    assert main([*mdnrnn, "--noreload", *flags(worldmodels__mdnrnn__done_weight="5")]) == 0
+    model, spec = load_mdnrnn(copy)
+    assert spec["done_weight"] == 5.0 and model.done_weight == 5.0
+    # A model saved before the spec held the weight: its stage resumes, and the configuration says
+    # what weight it was trained with.
+    for name in ("checkpoint.pt", "best.pt"):
+        state = load_checkpoint(copy / "mdnrnn" / name, kind="worldmodels-mdnrnn")
+        del state["spec"]["done_weight"]
+        save_checkpoint(copy / "mdnrnn" / name, state, kind="worldmodels-mdnrnn")
+    assert main([*mdnrnn, *flags(worldmodels__mdnrnn__done_weight="5")]) == 0
+    config = load_config(overrides={"logdir": str(copy), "worldmodels.mdnrnn.done_weight": "3"})
+    agent = build_agent(config, True, True, gymnasium.spaces.Box(-1.0, 1.0, (3,)), "cpu")
+    assert agent.mdnrnn is not None and agent.mdnrnn.done_weight == 3.0
 
 
 def test_a_tiny_pipeline_runs_end_to_end_and_writes_the_report(copy, capsys):

@@ -9,6 +9,7 @@ advances many rollouts by one step with the same weights, for controllers and dr
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -38,6 +39,9 @@ class MDNRNN(nn.Module):
         actions: Action size (one-hot width for discrete actions).
         hidden: LSTM units (256 for CarRacing, 512 for ViZDoom in the paper).
         mixtures: Gaussians per latent dimension ``K``.
+        done_weight: The weight that episode ends had in the done loss it was trained with; the done
+            logit is inflated by ``log(done_weight)`` (a weighted cross-entropy's optimum multiplies
+            the odds by the weight), and :meth:`done_probability` takes it back out.
 
     Example:
         >>> model = MDNRNN(z=32, actions=3, hidden=64)
@@ -46,9 +50,12 @@ class MDNRNN(nn.Module):
         (torch.Size([2, 10, 32, 5]), torch.Size([1, 2, 64]))
     """
 
-    def __init__(self, z: int, actions: int, hidden: int = 256, mixtures: int = 5) -> None:
+    def __init__(
+        self, z: int, actions: int, hidden: int = 256, mixtures: int = 5, done_weight: float = 1.0
+    ) -> None:
         super().__init__()
         self.z, self.actions, self.hidden, self.mixtures = z, actions, hidden, mixtures
+        self.done_weight = done_weight
         self.lstm = nn.LSTM(z + actions, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 3 * z * mixtures + 2)
 
@@ -76,6 +83,14 @@ class MDNRNN(nn.Module):
         params, reward, done = self.head(out).split([3 * split, 1, 1], -1)
         logits, mean, logstd = params.unflatten(-1, (3, self.z, self.mixtures)).unbind(-3)
         return Prediction(logits, mean, logstd.clamp(-8.0, 4.0), reward.squeeze(-1), done.squeeze(-1))
+
+    def done_probability(self, prediction: Prediction) -> Tensor:
+        """The calibrated probability that the episode ends at the next step.
+
+        The done head was trained with episode ends weighted ``done_weight`` times, which multiplies
+        its odds by that weight; dividing them back out makes dreams end as often as real episodes.
+        """
+        return torch.sigmoid(prediction.done - math.log(self.done_weight))
 
     @staticmethod
     def sample(prediction: Prediction, temperature: float, uniform: Tensor, normal: Tensor) -> Tensor:

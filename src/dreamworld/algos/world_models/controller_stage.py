@@ -70,6 +70,8 @@ def build_agent(config: Config, memory: bool, need_mdnrnn: bool, act_space: Any,
     if need_mdnrnn or memory:
         mdnrnn, spec = load_mdnrnn(logdir, device)
         models["mdnrnn"] = spec["model_id"]
+        if "done_weight" not in spec:  # saved before M recorded it: trained with the configured one
+            mdnrnn.done_weight = config.worldmodels.mdnrnn.done_weight
     discrete = int(act_space.n) if hasattr(act_space, "n") else 0
     actions = discrete or int(np.prod(act_space.shape))
     inp = vae.z + (mdnrnn.hidden if memory and mdnrnn is not None else 0)

@@ -51,7 +51,9 @@ class Latents:
 
 def build_mdnrnn(spec: dict[str, Any]) -> MDNRNN:
     """An MDN-RNN from the ``spec`` stored with it."""
-    return MDNRNN(spec["z"], spec["actions"], spec["hidden"], spec["mixtures"])
+    # Models saved before the spec recorded the done weight were trained without one unless the
+    # experiment's configuration said otherwise: build_agent fills that case in.
+    return MDNRNN(spec["z"], spec["actions"], spec["hidden"], spec["mixtures"], spec.get("done_weight", 1.0))
 
 
 def load_mdnrnn(logdir: Path, device: torch.device | str = "cpu") -> tuple[MDNRNN, dict[str, Any]]:
@@ -175,6 +177,7 @@ def train_mdnrnn(
         "discrete": discrete,
         "hidden": options.hidden,
         "mixtures": options.mixtures,
+        "done_weight": options.done_weight,
         "vae_id": vae_id,
     }
     model = build_mdnrnn(spec).to(device)

@@ -64,7 +64,7 @@ def agent_state(agent: Agent) -> dict[str, Any]:
         "mdnrnn": None
         if mdnrnn is None
         else {
-            "init": (mdnrnn.z, mdnrnn.actions, mdnrnn.hidden, mdnrnn.mixtures),
+            "init": (mdnrnn.z, mdnrnn.actions, mdnrnn.hidden, mdnrnn.mixtures, mdnrnn.done_weight),
             "weights": {k: v.cpu() for k, v in mdnrnn.state_dict().items()},
         },
         "controller": (agent.controller.inp, agent.controller.actions, agent.controller.discrete),
@@ -188,7 +188,8 @@ def dream_rollouts(
         temperature: Sampling temperature ``tau``.
         reward: ``model`` sums the reward head's predictions, ``survival`` counts steps alive.
         done: ``threshold`` ends an episode where the done probability exceeds 0.5 (the original
-            code), ``sample`` by a Bernoulli draw.
+            code), ``sample`` by a Bernoulli draw; the probability is calibrated
+            (:meth:`~dreamworld.models.mdn_rnn.MDNRNN.done_probability`).
 
     Returns:
         ``(J,)`` returns.
@@ -210,7 +211,7 @@ def dream_rollouts(
         z = mdnrnn.sample(prediction, temperature, uniform, normal)
         returns[active] += prediction.reward if reward == "model" else 1.0
         limit = 0.5 if done == "threshold" else done_draw
-        alive = torch.sigmoid(prediction.done) <= limit
+        alive = mdnrnn.done_probability(prediction) <= limit
         if not alive.all():
             if not alive.any():
                 break

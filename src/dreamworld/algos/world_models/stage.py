@@ -177,7 +177,8 @@ class EpochLoop:
 
     def _resume(self) -> None:
         state = load_checkpoint(self.directory / CHECKPOINT_NAME, kind=self.kind)
-        if state["spec"] != self.spec:
+        # A key the saved spec lacks was added to the stage later: the configuration supplies it.
+        if state["spec"] != {key: value for key, value in self.spec.items() if key in state["spec"]}:
             raise DreamworldError(
                 f"{self.directory} holds a model with other settings ({state['spec']} vs {self.spec}); "
                 "keep the settings or start the stage over with --noreload"
