@@ -183,11 +183,13 @@ def test_mdnrnn_windows_cover_every_transition_equally_including_deaths():
 
 def test_done_weight_scales_only_the_ending_steps():
     model = MDNRNN(z=2, actions=1, hidden=4, mixtures=1)
+    weighted = MDNRNN(z=2, actions=1, hidden=4, mixtures=1, done_weight=10.0)
+    weighted.load_state_dict(model.state_dict())
     z, action = torch.randn(1, 3, 2), torch.zeros(1, 3, 1)
     done, mask = torch.tensor([[0.0, 0.0, 1.0]]), torch.ones(1, 3)
     scales = {"gmm": 0.0, "reward": 0.0, "done": 1.0}
     plain = model.loss(z, action, z, torch.zeros(1, 3), done, mask, scales)[1]["done"]
-    heavy = model.loss(z, action, z, torch.zeros(1, 3), done, mask, scales, done_weight=10.0)[1]["done"]
+    heavy = weighted.loss(z, action, z, torch.zeros(1, 3), done, mask, scales)[1]["done"]
     prediction, _ = model(z, action)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(prediction.done, done, reduction="none")[0]
     torch.testing.assert_close(plain, bce.mean())
@@ -206,7 +208,7 @@ def test_done_probability_undoes_the_done_weight():
     scales = {"gmm": 0.0, "reward": 0.0, "done": 1.0}
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     for _ in range(200):
-        loss, _ = model.loss(z, action, z, torch.zeros(2000, 1), done, torch.ones(2000, 1), scales, weight)
+        loss, _ = model.loss(z, action, z, torch.zeros(2000, 1), done, torch.ones(2000, 1), scales)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

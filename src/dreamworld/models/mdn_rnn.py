@@ -108,7 +108,6 @@ class MDNRNN(nn.Module):
         done: Tensor,
         mask: Tensor,
         scales: dict[str, float],
-        done_weight: float = 1.0,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Negative log-likelihood of the next latents, reward MSE and done cross-entropy.
 
@@ -117,8 +116,8 @@ class MDNRNN(nn.Module):
             next_z: Targets ``(B, T, z)``: the latent of the following frame.
             reward, done: ``(B, T)`` reward of the transition and whether the episode ended there.
             mask: ``(B, T)`` 1 where the step is real (sequences are padded past an episode's end).
-            scales: Weights of ``gmm`` (per latent dimension), ``reward`` and ``done``.
-            done_weight: Weight of the (rare) steps that end an episode in the done loss.
+            scales: Weights of ``gmm`` (per latent dimension), ``reward`` and ``done``; the (rare) steps
+                that end an episode weigh ``done_weight`` times in the done loss.
 
         Returns:
             The scalar loss and its unweighted parts.
@@ -127,8 +126,9 @@ class MDNRNN(nn.Module):
         weight = mask / mask.sum().clamp(min=1)
         gmm = -mixture_log_prob(next_z, prediction.logits, prediction.mean, prediction.logstd).mean(-1)
         reward_loss = (prediction.reward - reward).square()
-        done_loss = nn.functional.binary_cross_entropy_with_logits(prediction.done, done, reduction="none")
-        done_loss = done_loss * (1.0 + (done_weight - 1.0) * done)
+        done_loss = nn.functional.binary_cross_entropy_with_logits(
+            prediction.done, done, reduction="none", pos_weight=done.new_tensor(self.done_weight)
+        )
         parts = {
             "gmm": (gmm * weight).sum(),
             "reward": (reward_loss * weight).sum(),

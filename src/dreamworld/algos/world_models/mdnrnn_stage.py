@@ -193,14 +193,7 @@ def train_mdnrnn(
         z = data["mean"] + data["logstd"].exp() * torch.randn_like(data["mean"])
         next_z = data["next_mean"] + data["next_logstd"].exp() * torch.randn_like(data["mean"])
         return model.loss(
-            z,
-            data["action"],
-            next_z,
-            data["reward"],
-            data["done"],
-            data["mask"],
-            options.scales,
-            options.done_weight,
+            z, data["action"], next_z, data["reward"], data["done"], data["mask"], options.scales
         )
 
     def train_epoch() -> dict[str, float]:
