@@ -40,3 +40,14 @@ def stage(ledger: Ledger, key: str, name: str, outdir: Path, *args: str) -> None
     started = time.perf_counter()
     subprocess.run(command, check=True)
     ledger.add(key, time.perf_counter() - started)
+
+
+def tested(directory: Path, episodes: int | None = None) -> bool:
+    """Whether ``directory/test.json`` already holds a test of the current best controller.
+
+    A rerun of a benchmark then skips the test stage (100 Doom episodes take about five minutes).
+    """
+    result, best = directory / "test.json", directory / "best.pt"
+    if not (result.exists() and best.exists()) or result.stat().st_mtime < best.stat().st_mtime:
+        return False
+    return episodes is None or json.loads(result.read_text()).get("episodes") == episodes

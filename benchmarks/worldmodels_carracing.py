@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from wm_stages import Ledger, stage
+from wm_stages import Ledger, stage, tested
 
 
 def generation_rate(workers: int, steps: int) -> float:
@@ -62,8 +62,9 @@ def main() -> None:
     # Each controller is tested as soon as it is trained: the one with memory is the main result.
     for label, flags in (("[z, h]", []), ("z only", ["--no-memory"])):
         stage(ledger, f"train-controller {label}", "train-controller", outdir, *flags, *common)
-        stage(ledger, f"test {label}", "test", outdir, *flags, "--video", *common)
         directory = outdir / ("controller" if not flags else "controller-z")
+        if not tested(directory):
+            stage(ledger, f"test {label}", "test", outdir, *flags, "--video", *common)
         tests[label] = json.loads((directory / "test.json").read_text())
     stage(ledger, "report", "report", outdir, *common)
     print(f"\nWorld Models, CarRacing, preset {args.preset}: {outdir}")

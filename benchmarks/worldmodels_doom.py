@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wm_stages import Ledger, stage
+from wm_stages import Ledger, stage, tested
 
 PAPER = {0.1: (2086, 193), 0.5: (2060, 196), 1.0: (1145, 868), 1.15: (918, 1092), 1.3: (732, 753)}
 """Ha & Schmidhuber (2018), table 2: temperature -> (dream score, real score)."""
@@ -59,8 +59,11 @@ def main() -> None:
     for tau in args.taus:
         flags = ["--dream", "--temperature", f"{tau:g}"]
         stage(ledger, f"train-controller tau {tau:g}", "train-controller", outdir, *flags, *common)
-        stage(ledger, f"test tau {tau:g}", "test", outdir, *flags, "--episodes", str(args.episodes), *common)
-        result = json.loads((outdir / f"controller-dream-tau{tau:g}" / "test.json").read_text())
+        directory = outdir / f"controller-dream-tau{tau:g}"
+        if not tested(directory, args.episodes):
+            test = ["--episodes", str(args.episodes)]
+            stage(ledger, f"test tau {tau:g}", "test", outdir, *flags, *test, *common)
+        result = json.loads((directory / "test.json").read_text())
         rows.append((tau, result))
     stage(ledger, "report", "report", outdir, *common)
     random_mean, random_std = random_score(args.episodes)
