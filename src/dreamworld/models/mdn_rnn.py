@@ -116,8 +116,8 @@ class MDNRNN(nn.Module):
             next_z: Targets ``(B, T, z)``: the latent of the following frame.
             reward, done: ``(B, T)`` reward of the transition and whether the episode ended there.
             mask: ``(B, T)`` 1 where the step is real (sequences are padded past an episode's end).
-            scales: Weights of ``gmm`` (per latent dimension), ``reward`` and ``done``; the (rare) steps
-                that end an episode weigh ``done_weight`` times in the done loss.
+            scales: Weights of ``gmm`` (per latent dimension), ``reward`` and ``done``. Within the done
+                loss, the (rare) steps that end an episode weigh the model's ``done_weight``.
 
         Returns:
             The scalar loss and its unweighted parts.
