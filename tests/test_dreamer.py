@@ -199,6 +199,17 @@ def test_every_preset_trains_on_every_kind_of_task(preset, action, obs):
     assert actions.shape == ((3,) if action == "discrete" else (3, 2))
 
 
+def test_dreamerv2_continuous_control_setting_trains_without_a_continue_head():
+    agent = make_agent("vector", "continuous", "dreamerv2", "dreamerv2_dmc")
+    config = agent.config
+    assert agent.wm.cont is None and agent.actor_grad == "dynamics"
+    assert (config.discount, config.world_model.kl_free, config.critic.opt.lr) == (0.99, 1.0, 8e-5)
+    assert config.world_model.scales["dyn"] == 0.8 and config.world_model.scales["rep"] == 0.2
+    metrics = agent.train_step(fake_batch("vector", "continuous"))
+    assert all(np.isfinite(v) for v in metrics.values()), metrics
+    assert "wm/loss_cont" not in metrics
+
+
 def test_same_seed_gives_the_same_metrics():
     data = fake_batch("vector", "discrete")
     runs = []
