@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -64,18 +65,29 @@ def main() -> None:
     args = parser.parse_args()
     environ = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     extra = [*args.extra, "--dreamer.threads", str(args.threads)]
-    started, procs, walls = {}, {}, {}
-    for seed in args.seeds:
-        command = run_command(args, seed, extra)
-        started[seed] = time.perf_counter()
-        procs[seed] = subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL)
-        if not args.parallel:
-            procs[seed].wait()
-            walls[seed] = time.perf_counter() - started[seed]
-    for seed, proc in procs.items():
-        if proc.wait() != 0:
-            raise SystemExit(f"seed {seed} failed: {' '.join(run_command(args, seed, extra))}")
-        walls.setdefault(seed, time.perf_counter() - started[seed])
+    started: dict[int, float] = {}
+    procs: dict[int, subprocess.Popen[bytes]] = {}
+    walls: dict[int, float] = {}
+    # Stopping this script stops its runs too (they resume from their last checkpoint when the same
+    # command is run again), rather than leaving them training unseen.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        for seed in args.seeds:
+            command = run_command(args, seed, extra)
+            started[seed] = time.perf_counter()
+            procs[seed] = subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL)
+            if not args.parallel:
+                procs[seed].wait()
+                walls[seed] = time.perf_counter() - started[seed]
+        for seed, proc in procs.items():
+            if proc.wait() != 0:
+                raise SystemExit(f"seed {seed} failed: {' '.join(run_command(args, seed, extra))}")
+            walls.setdefault(seed, time.perf_counter() - started[seed])
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait()
     hours = {seed: dict(curve(logdir_of(args, seed), "time/hours")) for seed in args.seeds}
     cpu = {seed: dict(curve(logdir_of(args, seed), "time/cpu_hours")) for seed in args.seeds}
     for key in ("eval/return", "eval/success"):
@@ -87,8 +99,8 @@ def main() -> None:
         for step in steps:
             values = [c[step] for c in curves.values() if step in c]
             spread = f"{min(values):.2f}..{max(values):.2f}"
-            wall = [h[step] for h in hours.values() if step in h]
-            clock = f", {np.mean(wall):.2f} h" if wall else ""
+            clocks = [h[step] for h in hours.values() if step in h]
+            clock = f", {np.mean(clocks):.2f} h" if clocks else ""
             print(f"  step {step:>7}: {np.mean(values):8.2f} ({spread}), n={len(values)}{clock}")
     for seed, wall in walls.items():
         # A run's own clock covers its earlier, resumed invocations too; this process only saw the last.
