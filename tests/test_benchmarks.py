@@ -1,0 +1,45 @@
+"""The benchmark scripts' own behaviour (their figures are measured by running them, not here)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids of the processes whose command line contains ``text`` (Linux ``/proc``)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_stopping_the_learning_benchmark_stops_its_training_runs(tmp_path):
+    outdir = tmp_path / "learning"
+    script = ROOT / "benchmarks" / "learning.py"
+    command = [sys.executable, str(script), "--env", "gym/CartPole-v1", "--preset", "debug"]
+    command += ["--steps", "100000", "--seeds", "0", "--outdir", str(outdir)]
+    parent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not [p for p in processes_mentioning(f"--logdir {outdir}") if p != parent.pid]:
+            assert parent.poll() is None, "the benchmark ended before its run started"
+            assert time.monotonic() < deadline, "the training run never started"
+            time.sleep(0.2)
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=60) == 143
+        assert processes_mentioning(f"--logdir {outdir}") == []
+    finally:
+        if parent.poll() is None:
+            parent.kill()
