@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from dreamworld.nn.functional import (
+    bin_mean,
+    is_mirrored,
     lambda_return,
     symexp,
     symlog,
@@ -59,8 +61,22 @@ def test_twohot_matches_a_naive_loop_on_symlog_bins():
 
 def test_twohot_mean_of_uniform_logits_is_zero():
     bins = symlog_bins(255)
-    assert twohot_mean(torch.zeros(3, 255), bins).abs().max().item() < 1e-5
-    assert symexp(twohot_mean(torch.zeros(255), bins)).item() == pytest.approx(0.0, abs=1e-5)
+    # Exactly 0, not a rounding error of the sum of large opposite bins (DreamerV3's zero-init heads).
+    assert twohot_mean(torch.zeros(3, 255), bins).abs().max().item() == 0.0
+    assert symexp(twohot_mean(torch.zeros(255), bins)).item() == 0.0
+    # Any symmetric distribution decodes to exactly 0 as well.
+    half = torch.rand(2, 127, generator=torch.Generator().manual_seed(0))
+    probs = torch.cat([half.flip(-1), torch.rand(2, 1), half], -1)
+    assert bin_mean(probs, bins).abs().max().item() == 0.0
+
+
+def test_bin_mean_equals_the_naive_weighted_sum():
+    gen = torch.Generator().manual_seed(1)
+    for bins in (symlog_bins(255), symlog_bins(31, -5.0, 5.0), symlog_bins(10, -3.0, 7.0)):
+        probs = torch.softmax(torch.randn(4, 6, len(bins), generator=gen) * 3, -1)
+        naive = (probs.double() * bins.double()).sum(-1).float()
+        assert is_mirrored(bins) == (len(bins) % 2 == 1)
+        torch.testing.assert_close(bin_mean(probs, bins), naive, rtol=1e-5, atol=1e-4)
 
 
 def naive_lambda_return(reward, cont, value, discount, lambda_):
@@ -122,6 +138,51 @@ def test_twohot_loss_by_gather_equals_the_dense_cross_entropy():
     (TwoHot(fused_logits, bins).loss(target) * scale).sum().backward()
     (-(twohot(symlog(target), bins) * torch.log_softmax(dense_logits, -1)).sum(-1) * scale).sum().backward()
     torch.testing.assert_close(fused_logits.grad, dense_logits.grad)
+
+
+def test_twohot_losses_of_several_targets_equal_the_sum_of_single_losses():
+    """The critic's loss and its slow regulariser in one pass: values and gradients of the dense sum,
+    with the probabilities computed by ``mode()`` shared or computed inside."""
+    from dreamworld.nn.dists import TwoHot
+
+    gen = torch.Generator().manual_seed(3)
+    bins = symlog_bins(255)
+    logits = torch.randn(5, 4, 255, generator=gen)
+    first, second = torch.randn(5, 4, generator=gen) * 50, torch.randn(5, 4, generator=gen)
+    scale = torch.rand(5, 4, generator=gen)
+
+    def dense(target, logits):
+        return -(twohot(symlog(target), bins) * torch.log_softmax(logits, -1)).sum(-1)
+
+    reference = logits.clone().requires_grad_()
+    expected = dense(first, reference) + 0.3 * dense(second, reference)
+    (expected * scale).sum().backward()
+    for share in (False, True):
+        fused = logits.clone().requires_grad_()
+        dist = TwoHot(fused, bins, mirrored=True)
+        if share:
+            with torch.no_grad():
+                dist.mode()
+        loss = dist.losses((first, 1.0), (second, 0.3))
+        torch.testing.assert_close(loss, expected)
+        (loss * scale).sum().backward()
+        torch.testing.assert_close(fused.grad, reference.grad)
+
+
+def test_twohot_mode_has_a_gradient_only_when_asked_for():
+    from dreamworld.nn.dists import TwoHot
+
+    bins = symlog_bins(255)
+    logits = torch.randn(3, 255, generator=torch.Generator().manual_seed(4)).requires_grad_()
+    dist = TwoHot(logits, bins, mirrored=True)
+    with_grad = dist.mode()
+    with torch.no_grad():
+        cached = dist.mode()
+    assert with_grad.requires_grad and not cached.requires_grad
+    torch.testing.assert_close(cached, with_grad.detach())
+    torch.testing.assert_close(cached, symexp(twohot_mean(logits.detach(), bins)))
+    with_grad.sum().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
 
 
 def test_feat_linear_one_hot_path_has_the_dense_gradients():

@@ -29,7 +29,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
-from dreamworld.nn.functional import sample_onehot, symexp, symlog, symlog_bins, twohot_indices, twohot_mean
+from dreamworld.nn.functional import (
+    bin_mean,
+    is_mirrored,
+    sample_onehot,
+    symexp,
+    symlog,
+    symlog_bins,
+    twohot_indices,
+)
 from dreamworld.nn.layers import MLP, Features, init_uniform_
 
 
@@ -86,44 +94,77 @@ class SymlogMSE(MSE):
 
 
 class TwoHot:
-    """A categorical over symlog-spaced bins; targets are two-hot encoded (DreamerV3 eq. 11)."""
+    """A categorical over symlog-spaced bins; targets are two-hot encoded (DreamerV3 eq. 11).
 
-    def __init__(self, logits: Tensor, bins: Tensor) -> None:
+    The critic reads one distribution three ways per update (its value for the returns, its loss and
+    the logged value), over every imagined state and 255 bins: the probabilities are computed once
+    and shared by :meth:`mode` and the backward pass of :meth:`losses`.
+
+    Args:
+        logits: ``(..., bins)``.
+        bins: Bin centres in symlog space.
+        mirrored: The bins are mirrored around a centre bin of 0 (see :func:`bin_mean`).
+    """
+
+    def __init__(self, logits: Tensor, bins: Tensor, mirrored: bool = False) -> None:
         self.logits = logits
         self.bins = bins
+        self.mirrored = mirrored
+        self._probs: Tensor | None = None
+
+    def probs(self) -> Tensor:
+        """``softmax(logits)`` without gradient, computed once."""
+        if self._probs is None:
+            with torch.no_grad():
+                self._probs = torch.softmax(self.logits, -1)
+        return self._probs
 
     def mode(self) -> Tensor:
-        return symexp(twohot_mean(self.logits, self.bins))
+        if torch.is_grad_enabled() and self.logits.requires_grad:
+            probs = torch.softmax(self.logits, -1)  # a gradient path into the logits (dynamics)
+        else:
+            probs = self.probs()
+        return symexp(bin_mean(probs, self.bins, self.mirrored))
 
     def loss(self, target: Tensor) -> Tensor:
-        below, _, weight_above = twohot_indices(symlog(target.detach()), self.bins)
-        return _TwoHotNLL.apply(self.logits, below, weight_above)
+        return self.losses((target, 1.0))
+
+    def losses(self, *targets: tuple[Tensor, float]) -> Tensor:
+        """``sum(scale * loss(target))`` over ``(target, scale)`` pairs, in one pass over the bins."""
+        below, weight = [], []
+        for target, scale in targets:
+            low, _, above = twohot_indices(symlog(target.detach()), self.bins)
+            below.append(low)
+            weight.append(torch.stack([(1 - above) * scale, above * scale], -1))
+        index = torch.cat([torch.stack([low, low + 1], -1) for low in below], -1)
+        probs = self._probs if self.logits.requires_grad else None
+        return _TwoHotNLL.apply(self.logits, index, torch.cat(weight, -1), probs)
 
 
 class _TwoHotNLL(torch.autograd.Function):
-    """Cross-entropy of logits against a two-hot target given by its lower bin and upper weight.
+    """Cross-entropies of logits against weighted bins: ``-sum_j weight_j * log_softmax(logits)[index_j]``.
 
-    ``logsumexp(logits) - (1 - w) * logits[below] - w * logits[below + 1]``. Only two bins carry
-    weight, so the forward pass gathers them instead of building a dense target, and the backward pass
-    writes ``softmax(logits)`` once and subtracts the two weights in place: no log-softmax tensor and
-    no zero-filled gather gradients (the critic's 255 bins over every imagined state made those a
-    tenth of an update).
+    Only a few bins carry weight, so the forward pass gathers them instead of building a dense target,
+    and the backward pass writes ``softmax(logits) * sum(weight)`` once and subtracts the weights in
+    place: no zero-filled gather gradients, and no second softmax when the distribution already has
+    its probabilities (the critic's 255 bins over every imagined state made such passes a fifth of an
+    update).
     """
 
     @staticmethod
-    def forward(ctx: Any, logits: Tensor, below: Tensor, weight_above: Tensor) -> Tensor:
-        lse = torch.logsumexp(logits, -1)
-        index = torch.stack([below, below + 1], -1)
-        picked = logits.gather(-1, index)
-        ctx.save_for_backward(logits, lse, index, weight_above)
-        return lse - ((1 - weight_above) * picked[..., 0] + weight_above * picked[..., 1])
+    def forward(ctx: Any, logits: Tensor, index: Tensor, weight: Tensor, probs: Tensor | None) -> Tensor:
+        log_probs = torch.log_softmax(logits, -1)
+        loss = -(weight.to(log_probs.dtype) * log_probs.gather(-1, index)).sum(-1)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(log_probs.exp_() if probs is None else probs, index, weight)
+        return loss
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-        logits, lse, index, weight_above = ctx.saved_tensors
-        grad_logits = torch.exp(logits - lse.unsqueeze(-1)).mul_(grad.unsqueeze(-1))
-        weights = torch.stack([1 - weight_above, weight_above], -1) * grad.unsqueeze(-1)
-        return grad_logits.scatter_add_(-1, index, -weights.to(grad_logits.dtype)), None, None
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
+        probs, index, weight = ctx.saved_tensors
+        weight = weight * grad.unsqueeze(-1)
+        grad_logits = probs * weight.sum(-1, keepdim=True).to(probs.dtype)
+        return grad_logits.scatter_add_(-1, index, -weight.to(probs.dtype)), None, None, None
 
 
 class Binary:
@@ -252,7 +293,8 @@ def make_output(
     if name == "symexp_twohot":
         assert shape == (), "symexp_twohot predicts scalars"
         grid = symlog_bins(bins)
-        return Output(bins, lambda raw: TwoHot(raw, grid.to(raw.device)), outscale=0.0)
+        mirrored = is_mirrored(grid)
+        return Output(bins, lambda raw: TwoHot(raw, grid.to(raw.device), mirrored), outscale=0.0)
     if name == "binary":
         assert shape == (), "binary predicts scalars"
         return Output(1, lambda raw: Binary(raw.squeeze(-1)))
@@ -280,7 +322,7 @@ class Head(nn.Module):
 
     Example:
         >>> head = Head(8, (), "symexp_twohot", units=16, layers=1)
-        >>> float(head(torch.zeros(2, 8)).mode()[0])  # zero-initialised: predicts 0 at first
+        >>> float(head(torch.zeros(2, 8)).mode()[0].detach())  # zero-initialised: predicts 0 at first
         0.0
     """
 

@@ -81,19 +81,37 @@ def twohot_indices(x: Tensor, bins: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def twohot_mean(logits: Tensor, bins: Tensor) -> Tensor:
-    """The expected bin value under ``softmax(logits)``: ``sum(p * bins)`` over the last axis.
+    """The expected bin value under ``softmax(logits)`` (see :func:`bin_mean`).
 
-    With symmetric bins a uniform distribution decodes to exactly 0, which is why DreamerV3
+    With mirrored bins a uniform distribution decodes to exactly 0, which is why DreamerV3
     zero-initialises the output layers of its reward and value heads.
     """
-    weighted = torch.softmax(logits, -1) * bins
+    return bin_mean(torch.softmax(logits, -1), bins)
+
+
+def is_mirrored(bins: Tensor) -> bool:
+    """Whether ``bins`` (odd in number) are mirrored exactly around a centre bin of 0."""
     num = bins.shape[0]
-    if num % 2 == 0:
-        return weighted.sum(-1)
-    # Add mirrored bins pairwise first: their terms cancel exactly when the distribution is symmetric.
-    middle = num // 2
-    pairs = weighted[..., :middle].flip(-1) + weighted[..., middle + 1 :]
-    return weighted[..., middle] + pairs.sum(-1)
+    return num % 2 == 1 and bins[num // 2].item() == 0 and torch.equal(bins, -bins.flip(0))
+
+
+def bin_mean(probs: Tensor, bins: Tensor, mirrored: bool | None = None) -> Tensor:
+    """``sum(probs * bins)`` over the last axis, as one matrix-vector product.
+
+    Mirrored bins are folded first, ``sum_k (p[+k] - p[-k]) * bins[+k]``, so that a symmetric
+    distribution gives exactly 0 rather than the rounding error of a long sum of large opposite values.
+
+    Args:
+        probs: ``(..., K)`` probabilities.
+        bins: ``(K,)`` bin values.
+        mirrored: Whether :func:`is_mirrored` holds for ``bins`` (checked when not given).
+    """
+    if mirrored is None:
+        mirrored = is_mirrored(bins)
+    if not mirrored:
+        return probs @ bins
+    middle = bins.shape[0] // 2
+    return (probs[..., middle + 1 :] - probs[..., :middle].flip(-1)) @ bins[middle + 1 :]
 
 
 def lambda_return(

@@ -90,7 +90,9 @@ class _RowSum(torch.autograd.Function):
     """``table[index].sum(1)`` for ``(N, S)`` indices, with a gradient for the table only.
 
     The forward pass is ``embedding_bag``; its own backward (sorting all N * S indices) took about 4x
-    longer than the S ``index_add_`` calls here, one per index column (docs/benchmarks.md).
+    longer than the S ``index_add_`` calls here, one per index column (docs/benchmarks.md). On the
+    CPU those calls run on one thread: torch splits their 128-wide rows between threads, which made
+    them about 1.4x slower with 2 threads than with 1.
     """
 
     @staticmethod
@@ -103,8 +105,16 @@ class _RowSum(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         (index,) = ctx.saved_tensors
         grad_table = grad.new_zeros(ctx.rows, grad.shape[-1])
-        for column in index.unbind(1):
-            grad_table.index_add_(0, column, grad)
+        threads = torch.get_num_threads()
+        single = grad.device.type == "cpu" and threads > 1
+        if single:
+            torch.set_num_threads(1)
+        try:
+            for column in index.unbind(1):
+                grad_table.index_add_(0, column, grad)
+        finally:
+            if single:
+                torch.set_num_threads(threads)
         return grad_table, None
 
 

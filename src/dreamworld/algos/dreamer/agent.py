@@ -30,7 +30,7 @@ from dreamworld.errors import CheckpointError, DreamworldError
 from dreamworld.models.actor_critic import Actor, Critic, ReturnNorm
 from dreamworld.models.rssm import State
 from dreamworld.models.world_model import VectorNorm, WorldModel
-from dreamworld.nn.dists import Dist
+from dreamworld.nn.dists import Dist, TwoHot
 from dreamworld.nn.functional import lambda_return, trajectory_weights
 from dreamworld.nn.layers import Features
 from dreamworld.nn.optim import Optimizer
@@ -267,7 +267,8 @@ class Dreamer(nn.Module):
         elif dynamics:
             value = self.critic(feat).mode()  # a path from the returns back into the imagined states
         else:
-            value = critic.mode().detach()
+            with torch.no_grad():
+                value = critic.mode()  # computes the probabilities the critic's loss reuses
         returns = lambda_return(reward, cont, value, config.discount, config.return_lambda)
         weights = trajectory_weights(cont, config.discount)[:, :-1]
         actor_loss, metrics = self.actor_loss(sparse, actions, returns, value, weights)
@@ -334,12 +335,14 @@ class Dreamer(nn.Module):
         """
         config = self.config.critic
         # The last state has no return: pad the targets and drop that column of the loss.
-        loss = dist.loss(F.pad(returns.detach(), (0, 1)))[:, :-1]
+        targets = [(F.pad(returns.detach(), (0, 1)), 1.0)]
         if config.slow_reg:
             assert slow is not None, "the slow critic's values are needed for its regulariser"
-            loss = loss + config.slow_reg * dist.loss(slow)[:, :-1]
-        loss = (weights * loss).mean()
-        return loss, {"critic/loss": loss.item(), "critic/value": dist.mode()[:, :-1].mean().item()}
+            targets.append((slow, config.slow_reg))
+        loss = (weights * _losses(dist, targets)[:, :-1]).mean()
+        with torch.no_grad():
+            value = dist.mode()[:, :-1].mean().item()
+        return loss, {"critic/loss": loss.item(), "critic/value": value}
 
     def replay_value_loss(self, post: State, batch: dict[str, Tensor], imagined: Tensor) -> Tensor:
         """The critic on replayed states, with lambda-returns over real rewards (DreamerV3 2024).
@@ -354,10 +357,10 @@ class Dreamer(nn.Module):
         last = batch["is_last"].float()
         lambdas = config.return_lambda * (1 - last[:, 1:])
         returns = lambda_return(batch["reward"], batch["cont"], boot, config.discount, lambdas)
-        dist = self.critic(feat)
-        loss = dist.loss(F.pad(returns, (0, 1)))[:, :-1]
+        targets = [(F.pad(returns, (0, 1)), 1.0)]
         if config.critic.slow_reg:
-            loss = loss + config.critic.slow_reg * dist.loss(self.critic.slow_value(feat))[:, :-1]
+            targets.append((self.critic.slow_value(feat), config.critic.slow_reg))
+        loss = _losses(self.critic(feat), targets)[:, :-1]
         return ((1 - last[:, :-1]) * loss).mean()
 
     # ----------------------------------------------------------------------------------------------
@@ -598,6 +601,15 @@ def _optimizer(module: nn.Module, config: OptimConfig) -> Optimizer:
         weight_decay=config.weight_decay,
         warmup=config.warmup,
     )
+
+
+def _losses(dist: Dist, targets: list[tuple[Tensor, float]]) -> Tensor:
+    """``sum(scale * dist.loss(target))``; a two-hot critic does it in one pass over its bins."""
+    if isinstance(dist, TwoHot):
+        return dist.losses(*targets)
+    total = sum(scale * dist.loss(target) for target, scale in targets)
+    assert isinstance(total, Tensor)
+    return total
 
 
 def _detach(state: State) -> State:
