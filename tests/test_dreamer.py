@@ -165,6 +165,34 @@ def test_rssm_resets_its_state_at_is_first():
     torch.testing.assert_close(whole["stoch"][:, 4:], tail["stoch"])
 
 
+def test_observe_skips_the_reset_arithmetic_with_the_same_values_and_gradients():
+    """Steps where no sequence (or every sequence) starts an episode take shortcuts in ``observe``;
+    stepping with the general per-sequence masking must give the same states and gradients."""
+    torch.manual_seed(0)
+    rssm = RSSM(embed=6, actions=2, deter=8, stoch=3, classes=3, units=8, initial="learned")
+    embed, action = torch.randn(3, 6, 6), torch.randn(3, 6, 2)
+    is_first = torch.zeros(3, 6, dtype=torch.bool)
+    is_first[:, 0] = is_first[1, 2] = is_first[:, 4] = True  # every, none, some, none, every, none
+    params = list(rssm.parameters())
+
+    torch.manual_seed(1)
+    post, _ = rssm.observe(embed, action, is_first)
+    fast = torch.autograd.grad(post["deter"].sum() + post["logits"].sum(), params, allow_unused=True)
+
+    torch.manual_seed(1)
+    prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+    embed_part, state, steps = rssm.post_embed(embed), rssm.initial(3), []
+    for t in range(6):
+        state = rssm.obs_step(state, prev_action[:, t], embed_part[:, t], is_first[:, t], reset="some")
+        steps.append(state)
+    deter, logits = torch.stack([s["deter"] for s in steps], 1), torch.stack([s["logits"] for s in steps], 1)
+    slow = torch.autograd.grad(deter.sum() + logits.sum(), params, allow_unused=True)
+    torch.testing.assert_close(post["deter"], deter)
+    torch.testing.assert_close(post["stoch"], torch.stack([s["stoch"] for s in steps], 1))
+    for a, b in zip(fast, slow, strict=True):
+        assert (a is None and (b is None or not b.any())) or torch.allclose(a, b, atol=1e-6)
+
+
 def test_shapes_over_batch_and_time():
     agent = make_agent("image", "continuous")
     batch = agent.preprocess(fake_batch("image", "continuous", batch=2, steps=6))

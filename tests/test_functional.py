@@ -140,6 +140,20 @@ def test_twohot_loss_by_gather_equals_the_dense_cross_entropy():
     torch.testing.assert_close(fused_logits.grad, dense_logits.grad)
 
 
+def test_sample_index_inverts_the_cdf_like_counting_its_entries():
+    from dreamworld.nn.functional import sample_index
+
+    probs = torch.softmax(torch.randn(256, 8, 32, generator=torch.Generator().manual_seed(5)) * 2, -1)
+    probs[0, 0] = torch.nn.functional.one_hot(torch.tensor(31), 32).float()  # the last class only
+    torch.manual_seed(6)
+    index = sample_index(probs)
+    torch.manual_seed(6)
+    cdf = probs.cumsum(-1)
+    uniform = torch.rand_like(cdf[..., :1]) * cdf[..., -1:]
+    naive = (cdf <= uniform).sum(-1).clamp(max=31)
+    assert torch.equal(index, naive) and index[0, 0] == 31
+
+
 def test_twohot_losses_of_several_targets_equal_the_sum_of_single_losses():
     """The critic's loss and its slow regulariser in one pass: values and gradients of the dense sum,
     with the probabilities computed by ``mode()`` shared or computed inside."""

@@ -58,7 +58,11 @@ class CategoricalLatent:
     def sample_index(self, raw: Tensor) -> Tensor:
         """Flattened one-hot positions ``(..., S)`` of a sample, without building the one-hot rows."""
         offsets = torch.arange(self.stoch, device=raw.device) * self.classes
-        return sample_index(self.probs(raw)) + offsets
+        with torch.no_grad():  # an index has no gradient: the mix can be applied in place
+            probs = torch.softmax(raw.reshape(*raw.shape[:-1], self.stoch, self.classes), -1)
+            if self.unimix:
+                probs.mul_(1 - self.unimix).add_(self.unimix / self.classes)
+        return sample_index(probs) + offsets
 
     def sample(self, stats: State) -> Tensor:
         return sample_onehot(stats["logits"].exp())
@@ -264,9 +268,15 @@ class RSSM(nn.Module):
         prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
         embed_part = self.post_embed(embed)
         init = self.initial(batch)
+        # Which steps start an episode in some (or every) sequence, read once for the whole window:
+        # the steps in between skip the reset arithmetic.
+        starts = zip(is_first.any(0).tolist(), is_first.all(0).tolist(), strict=True)
         posts: list[State] = []
-        for t in range(steps):
-            state = self.obs_step(state, prev_action[:, t], embed_part[:, t], is_first[:, t], init=init)
+        for t, (some, every) in enumerate(starts):
+            reset = "every" if every else "some" if some else "none"
+            state = self.obs_step(
+                state, prev_action[:, t], embed_part[:, t], is_first[:, t], init=init, reset=reset
+            )
             posts.append(state)
         post = {key: torch.stack([p[key] for p in posts], 1) for key in posts[0]}
         prior = {"deter": post["deter"], **self.latent.stats(self.prior_net(post["deter"]))}
@@ -280,6 +290,7 @@ class RSSM(nn.Module):
         is_first: Tensor,
         sample: bool = True,
         init: State | None = None,
+        reset: str = "some",
     ) -> State:
         """One posterior step: reset where ``is_first``, advance the core, condition on the embedding.
 
@@ -291,11 +302,20 @@ class RSSM(nn.Module):
             is_first: ``(B,)`` episode starts.
             sample: Sample the latent (else take its mode, for deterministic acting).
             init: The initial state for this batch size, when the caller has it already.
+            reset: ``"some"`` reads ``is_first`` per sequence; a caller that knows that ``"none"`` or
+                ``"every"`` sequence starts here saves the masking (same results).
         """
-        keep = (~is_first).to(prev_action.dtype)
-        init = self.initial(len(keep)) if init is None else init
-        state = {key: _mask(value, keep) + _mask(init[key], 1 - keep) for key, value in state.items()}
-        deter = self._core(state, prev_action * keep[:, None])
+        if reset == "none":
+            pass
+        elif reset == "every":
+            state = self.initial(len(is_first)) if init is None else init
+            prev_action = torch.zeros_like(prev_action)
+        else:
+            keep = (~is_first).to(prev_action.dtype)
+            init = self.initial(len(keep)) if init is None else init
+            state = {key: _mask(value, keep) + _mask(init[key], 1 - keep) for key, value in state.items()}
+            prev_action = prev_action * keep[:, None]
+        deter = self._core(state, prev_action)
         stats = self.latent.stats(self.post_net(self.post_deter(deter) + embed_part))
         stoch = self.latent.sample(stats) if sample else self.latent.mode(stats)
         return {"deter": deter, "stoch": stoch, **stats}

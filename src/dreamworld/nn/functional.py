@@ -185,15 +185,24 @@ def sample_onehot(probs: Tensor) -> Tensor:
         [[0.0, 1.0, 0.0]]
     """
     index = sample_index(probs.detach())
-    hard = torch.nn.functional.one_hot(index, probs.shape[-1]).to(probs.dtype)
+    # scatter, not F.one_hot: that one checks its indices' range, two reads back per call.
+    hard = torch.zeros_like(probs, memory_format=torch.contiguous_format).scatter_(
+        -1, index.unsqueeze(-1), 1.0
+    )
     return hard + (probs - probs.detach())  # exactly the one-hot values, gradients of probs
 
 
 def sample_index(probs: Tensor) -> Tensor:
-    """Class indices ``(...)`` drawn from categoricals ``(..., K)`` by inverting their CDFs."""
+    """Class indices ``(...)`` drawn from categoricals ``(..., K)`` by inverting their CDFs.
+
+    The index is the number of CDF entries at or below a uniform draw, found by binary search (counting
+    them with a comparison over all ``K`` classes spent most of its time converting the flags to
+    integers).
+    """
     cdf = probs.cumsum(-1)
     uniform = torch.rand_like(cdf[..., :1]) * cdf[..., -1:]
-    return (cdf <= uniform).sum(-1).clamp(max=probs.shape[-1] - 1)
+    index = torch.searchsorted(cdf, uniform, right=True).squeeze(-1)
+    return index.clamp_(max=probs.shape[-1] - 1)
 
 
 def mixture_log_prob(x: Tensor, logits: Tensor, mean: Tensor, logstd: Tensor) -> Tensor:
