@@ -6,9 +6,10 @@ For DreamerV3 at batch 16 x 64 on dmc walker-walk (proprio), two model sizes:
 - ``medium``: deter 512, units 512, 32 x 32 (about 10M parameters).
 
 Printed per size: parameters, seconds to the first update (building the agent included), train
-updates/s, floating-point operations of one update (counted by torch's FLOP counter), achieved GFLOP/s
-and its fraction of a large matmul's rate on this machine, peak resident memory, and environment
-steps/s of the full training loop (acting, replay, updates at the preset's train ratio).
+updates/s (median over ``--blocks`` blocks, and their range), floating-point operations of one update
+(counted by torch's FLOP counter), achieved GFLOP/s and its fraction of a large matmul's rate measured
+right after each block (median), peak resident memory, and environment steps/s of the full training
+loop (acting, replay, updates at the preset's train ratio).
 
 Usage::
 
@@ -90,23 +91,32 @@ def measure_updates(args: argparse.Namespace, size: str) -> dict[str, float]:
     with FlopCounterMode(display=False) as counter:
         agent.train_step(data)
     flops = counter.get_total_flops()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(args.updates):
-        agent.train_step(data)
-    _sync(device)
-    seconds = (time.perf_counter() - start) / args.updates
-    rate = matmul_rate(device)
+    # The speed of a shared VM drifts by a quarter within minutes: time the updates in blocks, each
+    # followed by the matmul rate of that moment, and report medians (and the range of updates/s).
+    rates, fractions, matmuls = [], [], []
+    for _ in range(args.blocks):
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(args.updates):
+            agent.train_step(data)
+        _sync(device)
+        seconds = (time.perf_counter() - start) / args.updates
+        matmuls.append(matmul_rate(device))
+        rates.append(1 / seconds)
+        fractions.append(flops / 1e9 / seconds / matmuls[-1])
     params = sum(p.numel() for p in agent.parameters() if p.requires_grad)
     peak = _peak_memory_gb(device)
+    rate = float(np.median(rates))
     return {
         "params_m": params / 1e6,
         "first_update_s": first,
-        "updates_per_s": 1 / seconds,
+        "updates_per_s": rate,
+        "updates_per_s_min": min(rates),
+        "updates_per_s_max": max(rates),
         "gflop_per_update": flops / 1e9,
-        "gflop_per_s": flops / 1e9 / seconds,
-        "matmul_gflop_per_s": rate,
-        "fraction_of_matmul": flops / 1e9 / seconds / rate,
+        "gflop_per_s": flops / 1e9 * rate,
+        "matmul_gflop_per_s": float(np.median(matmuls)),
+        "fraction_of_matmul": float(np.median(fractions)),
         "peak_memory_gb": peak,
     }
 
@@ -153,7 +163,8 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--env", default="dmc/walker-walk")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--updates", type=int, default=5, help="timed updates per size")
+    parser.add_argument("--updates", type=int, default=5, help="timed updates per block")
+    parser.add_argument("--blocks", type=int, default=3, help="timed blocks, each with a matmul rate")
     parser.add_argument("--loop-steps", type=int, default=0, help="policy steps of the full-loop measurement")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()

@@ -43,3 +43,17 @@ def test_stopping_the_learning_benchmark_stops_its_training_runs(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_throughput_benchmark_prints_its_figures_per_size():
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    command = [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--sizes", "small"]
+    result = subprocess.run(
+        [*command, "--updates", "1", "--blocks", "2"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = next(line for line in result.stdout.splitlines() if line.startswith("small "))
+    figures = dict(item.split("=") for item in row.split()[1:])
+    assert float(figures["updates_per_s_min"]) <= float(figures["updates_per_s"])
+    assert float(figures["updates_per_s"]) <= float(figures["updates_per_s_max"])
+    assert float(figures["fraction_of_matmul"]) > 0 and float(figures["gflop_per_update"]) > 1
