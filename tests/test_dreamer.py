@@ -238,6 +238,17 @@ def test_dreamerv2_continuous_control_setting_trains_without_a_continue_head():
     assert "wm/loss_cont" not in metrics
 
 
+def test_dmc_proprio_cpu_preset_trains_the_actor_through_the_dynamics_with_a_fast_critic():
+    full = load_config(["dreamerv3", "dmc_proprio_cpu"])
+    assert (full.env.repeat, full.dreamer.train_ratio, full.replay.length) == (4, 256, 32)
+    agent = make_agent("vector", "continuous", "dreamerv3", "dmc_proprio_cpu")
+    config = agent.config
+    assert agent.actor_grad == "dynamics"
+    assert (config.critic.opt.lr, config.actor.opt.lr, config.discount) == (3e-4, 1e-4, 0.98)
+    metrics = agent.train_step(fake_batch("vector", "continuous"))
+    assert all(np.isfinite(v) for v in metrics.values()), metrics
+
+
 def test_same_seed_gives_the_same_metrics():
     data = fake_batch("vector", "discrete")
     runs = []
