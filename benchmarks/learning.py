@@ -2,7 +2,8 @@
 
 Trains one agent per seed (one after another, or ``--parallel`` at once), then prints the mean and
 spread of ``eval/return`` (and ``eval/success`` where the task reports success) at every evaluation
-step and the wall time of each run. Runs land in ``--outdir/<task>/<method>/<seed>`` (plot them with
+step (a policy step, followed by the environment steps it stands for when the run repeats actions) and
+the wall time of each run. Runs land in ``--outdir/<task>/<method>/<seed>`` (plot them with
 ``dreamworld plot --indir OUTDIR``) and resume if interrupted (rerun the same command).
 
 Usage::
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 
 def logdir_of(args: argparse.Namespace, seed: int) -> Path:
@@ -48,6 +50,12 @@ def curve(logdir: Path, key: str = "eval/return") -> list[tuple[int, float]]:
         if key in record:
             points.append((int(record["step"]), float(record[key])))
     return points
+
+
+def action_repeat(logdir: Path) -> int:
+    """Environment steps per policy step of a run (``env.repeat`` in its saved configuration)."""
+    config = yaml.safe_load((logdir / "config.yaml").read_text()) if (logdir / "config.yaml").exists() else {}
+    return int((config.get("env") or {}).get("repeat") or 1)
 
 
 def main() -> None:
@@ -95,13 +103,16 @@ def main() -> None:
         steps = sorted(set().union(*curves.values()))
         if not steps:
             continue
-        print(f"{args.algo} on {args.env}, seeds {args.seeds}, {key} mean (min..max), training hours")
+        repeat = action_repeat(logdir_of(args, args.seeds[0]))
+        unit = "policy step (environment steps)" if repeat > 1 else "step"
+        print(f"{args.algo} on {args.env}, seeds {args.seeds}, {key} mean (min..max) by {unit}, hours")
         for step in steps:
             values = [c[step] for c in curves.values() if step in c]
             spread = f"{min(values):.2f}..{max(values):.2f}"
             clocks = [h[step] for h in hours.values() if step in h]
             clock = f", {np.mean(clocks):.2f} h" if clocks else ""
-            print(f"  step {step:>7}: {np.mean(values):8.2f} ({spread}), n={len(values)}{clock}")
+            at = f"{step:>7} ({step * repeat:>7})" if repeat > 1 else f"{step:>7}"
+            print(f"  step {at}: {np.mean(values):8.2f} ({spread}), n={len(values)}{clock}")
     for seed, wall in walls.items():
         # A run's own clock covers its earlier, resumed invocations too; this process only saw the last.
         total = max(hours[seed].values(), default=wall / 3600)

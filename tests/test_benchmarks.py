@@ -57,3 +57,12 @@ def test_throughput_benchmark_prints_its_figures_per_size():
     assert float(figures["updates_per_s_min"]) <= float(figures["updates_per_s"])
     assert float(figures["updates_per_s"]) <= float(figures["updates_per_s_max"])
     assert float(figures["fraction_of_matmul"]) > 0 and float(figures["gflop_per_update"]) > 1
+
+
+def test_learning_benchmark_reads_the_action_repeat_of_its_runs(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import learning
+
+    (tmp_path / "config.yaml").write_text("env:\n  name: dmc/cartpole-swingup\n  repeat: 4\n")
+    assert learning.action_repeat(tmp_path) == 4
+    assert learning.action_repeat(tmp_path / "not-started") == 1
