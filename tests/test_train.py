@@ -68,6 +68,19 @@ def test_a_second_run_resumes_from_the_checkpoint(tmp_path, capsys):
     assert list(tmp_path.parent.glob(f"{tmp_path.name}.old-*"))
 
 
+def test_a_time_budget_stops_the_run_with_a_checkpoint_and_a_final_evaluation(tmp_path, capsys):
+    argv = ["train", "--env", "gym/CartPole-v1", "--logdir", str(tmp_path), *TINY, "--steps", "100000"]
+    assert main([*argv, "--dreamer.max_hours", "1e-5"]) == 0  # 36 ms: spent during the prefill
+    out = capsys.readouterr().out
+    assert "stopped at the 1e-05-hour budget" in out and "evaluation return" in out
+    steps = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")["counters"]["steps"]
+    assert 0 < steps < 100000
+    # The budget counts the run's hours over resumes: a larger one lets the same run go on.
+    assert main([*argv[:-1], str(steps + 60), "--dreamer.max_hours", "1"]) == 0
+    resumed = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")["counters"]
+    assert resumed["steps"] >= steps + 60 and "stopped at" not in capsys.readouterr().out
+
+
 def test_image_task_writes_open_loop_and_evaluation_videos(tmp_path):
     argv = ["train", "--env", "gym/CartPole-v1", "--logdir", str(tmp_path), *TINY, "--steps", "250"]
     argv += ["--env.obs", "image", "--env.size", "16", "--dreamer.report_every", "10"]

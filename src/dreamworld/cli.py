@@ -393,7 +393,10 @@ def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     if args.fresh and (moved := move_aside(Path(config.logdir))):
         print(f"moved the previous run to {moved}")
     result = train(config)
-    print(f"trained {result.steps} steps with {result.updates} updates")
+    budget = config.dreamer.max_hours
+    early = budget and result.steps < config.dreamer.steps
+    stopped = f" (stopped at the {budget:g}-hour budget)" if early else ""
+    print(f"trained {result.steps} steps with {result.updates} updates{stopped}")
     if result.eval_returns:
         baseline = random_returns(config, len(result.eval_returns))
         random_mean = sum(baseline) / len(baseline)

@@ -151,6 +151,11 @@ class DreamerConfig:
     discount: float = option("discount factor gamma (V3: 1 - 1/333)", 0.997)
     return_lambda: float = option("lambda of the lambda-returns", 0.95)
     steps: int = option("environment (policy) steps to train for", 100_000)
+    max_hours: float = option(
+        "stop earlier, after this many hours of training over all resumes (checkpoint and final "
+        "evaluation as at the end); 0: no limit",
+        0.0,
+    )
     train_ratio: float = option("replayed steps per policy step: updates = ratio / (batch * length)", 512.0)
     prefill: int = option("policy steps of random actions before training starts", 1024)
     eval_every: int = option("policy steps between evaluations; 0 disables", 10_000)

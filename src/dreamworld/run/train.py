@@ -194,6 +194,10 @@ class _Loop:
         """CPU hours of this process (all its threads; not environment worker processes), over resumes."""
         return (self.cpu_before + time.process_time() - self.cpu_started) / 3600
 
+    def out_of_time(self) -> bool:
+        """Whether the run has used up ``dreamer.max_hours`` (when set)."""
+        return bool(self.config.dreamer.max_hours) and self.hours() >= self.config.dreamer.max_hours
+
     def run(self) -> TrainResult:
         dreamer = self.config.dreamer
         log = _Clock(dreamer.log_every, dreamer.log_steps, self.counters.steps)
@@ -203,7 +207,7 @@ class _Loop:
         next_eval = (self.counters.steps // every + 1) * every if every else None
         with self.logger:
             self._prefill()
-            while self.counters.steps < dreamer.steps:
+            while self.counters.steps < dreamer.steps and not self.out_of_time():
                 self.driver.run(self._act, steps=self.env.num_envs)
                 self._update()
                 if log.due(self.counters.steps):
