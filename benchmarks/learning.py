@@ -98,13 +98,13 @@ def main() -> None:
                 proc.wait()
     hours = {seed: dict(curve(logdir_of(args, seed), "time/hours")) for seed in args.seeds}
     cpu = {seed: dict(curve(logdir_of(args, seed), "time/cpu_hours")) for seed in args.seeds}
+    repeat = action_repeat(logdir_of(args, args.seeds[0]))
+    unit = "policy step (environment steps)" if repeat > 1 else "step"
     for key in ("eval/return", "eval/success"):
         curves = {seed: dict(curve(logdir_of(args, seed), key)) for seed in args.seeds}
         steps = sorted(set().union(*curves.values()))
         if not steps:
             continue
-        repeat = action_repeat(logdir_of(args, args.seeds[0]))
-        unit = "policy step (environment steps)" if repeat > 1 else "step"
         print(f"{args.algo} on {args.env}, seeds {args.seeds}, {key} mean (min..max) by {unit}, hours")
         for step in steps:
             values = [c[step] for c in curves.values() if step in c]

@@ -70,6 +70,9 @@ def test_a_second_run_resumes_from_the_checkpoint(tmp_path, capsys):
 
 def test_a_time_budget_stops_the_run_with_a_checkpoint_and_a_final_evaluation(tmp_path, capsys):
     argv = ["train", "--env", "gym/CartPole-v1", "--logdir", str(tmp_path), *TINY, "--steps", "100000"]
+    assert main([*argv, "--dreamer.max_hours", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "dreamer.max_hours" in err
     assert main([*argv, "--dreamer.max_hours", "1e-5"]) == 0  # 36 ms: spent during the prefill
     out = capsys.readouterr().out
     assert "stopped at the 1e-05-hour budget" in out and "evaluation return" in out

@@ -172,4 +172,8 @@ class DreamerConfig:
 
     def __post_init__(self) -> None:
         choice("dreamer.eval_mode", self.eval_mode, ("mode", "sample"))
+        if self.max_hours < 0:
+            raise ConfigError(
+                f"config key 'dreamer.max_hours' must be 0 (no limit) or positive, got {self.max_hours}"
+            )
         choice("dreamer.precision", self.precision, ("float32", "bfloat16"))
