@@ -41,6 +41,16 @@ def random_score(episodes: int, seed: int = 0) -> tuple[float, float]:
     return float(np.mean(scores)), float(np.std(scores))
 
 
+def controller_directory(outdir: Path, tau: float, extra: list[str]) -> Path:
+    """Where ``train-controller --dream --temperature tau`` keeps its controller in ``outdir``."""
+    from dreamworld.algos.world_models.controller_stage import controller_dir
+    from dreamworld.config import load_config
+    from dreamworld.config.loader import parse_overrides
+
+    config = load_config(["worldmodels"], [outdir / "config.yaml"], parse_overrides(extra))
+    return controller_dir(outdir, True, True, tau, config.worldmodels.controller.cell)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--outdir", default="runs/bench-wm-doom")
@@ -59,7 +69,7 @@ def main() -> None:
     for tau in args.taus:
         flags = ["--dream", "--temperature", f"{tau:g}"]
         stage(ledger, f"train-controller tau {tau:g}", "train-controller", outdir, *flags, *common)
-        directory = outdir / f"controller-dream-tau{tau:g}"
+        directory = controller_directory(outdir, tau, args.extra)
         if not tested(directory, args.episodes):
             test = ["--episodes", str(args.episodes)]
             stage(ledger, f"test tau {tau:g}", "test", outdir, *flags, *test, *common)

@@ -532,6 +532,41 @@ def test_a_tiny_pipeline_runs_end_to_end_and_writes_the_report(copy, capsys):
     assert "z only" in html and "[z, h]" in html and "dream at tau 1.15" in html
 
 
+def test_cell_state_controllers_read_z_h_and_c_and_keep_their_own_directory(copy, capsys):
+    mdnrnn = MDNRNN(z=4, actions=3, hidden=8)
+    z, state = torch.randn(5, 4), (torch.randn(1, 5, 8), torch.randn(1, 5, 8))
+    agent = Agent(VAE(16, 3, z=4, depth=4), mdnrnn, LinearController(20, 3), memory=True, cell=True)
+    torch.testing.assert_close(agent.inputs(z, state), torch.cat([z, state[0][0], state[1][0]], -1))
+    agent.cell = False
+    torch.testing.assert_close(agent.inputs(z, state), torch.cat([z, state[0][0]], -1))
+
+    common = ["--logdir", str(copy), *flags(worldmodels__controller__cell="true")]
+    dream = ["--dream", "--temperature", "1.15"]
+    controller = [
+        "worldmodels",
+        "train-controller",
+        "--pop-size",
+        "4",
+        "--n-samples",
+        "1",
+        "--generations",
+        "1",
+    ]
+    assert main([*controller, *dream, *common]) == 0
+    directory = copy / "controller-zhc-dream-tau1.15"
+    best = load_checkpoint(directory / "best.pt", kind="worldmodels-controller")
+    assert best["spec"]["cell"] and best["spec"]["inp"] == 32 + 2 * 16  # z + h + c of the tiny M
+    assert not (copy / "controller-dream-tau1.15").exists()
+    assert main(["worldmodels", "test", "--episodes", "1", *dream, "--env.time_limit", "20", *common]) == 0
+    assert json.loads((directory / "test.json").read_text())["episodes"] == 1
+    assert (
+        main(["eval", "--logdir", str(copy), "--episodes", "1", "--checkpoint", str(directory / "best.pt")])
+        == 0
+    )
+    assert main(["worldmodels", "report", *common]) == 0
+    assert "[z, h, c], trained in the dream at tau 1.15" in (copy / "report" / "index.html").read_text()
+
+
 def test_missing_stage_is_a_one_line_error(tmp_path, capsys):
     assert main(["worldmodels", "train-vae", "--logdir", str(tmp_path)]) == 2
     assert "worldmodels collect" in capsys.readouterr().err

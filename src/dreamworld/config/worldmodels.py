@@ -72,6 +72,11 @@ class ControllerConfig:
     target_return: float = option("stop once the best controller's evaluation return reaches this", 950.0)
     generations: int = option("generations at most", 2000)
     memory: bool = option("controller input [z, h]; false gives z only (train-controller --no-memory)", True)
+    cell: bool = option(
+        "with memory, the controller also reads M's LSTM cell state: [z, h, c] (the paper's ViZDoom "
+        "controller); its controllers live in controller-zhc*",
+        False,
+    )
     dream: bool = option("evaluate fitness inside the MDN-RNN instead of the real environment", False)
     temperature: float = option("dream: sampling temperature tau of the MDN-RNN", 1.15)
     dream_reward: str = option("dream: model (the reward head) or survival (+1 per step alive)", "model")

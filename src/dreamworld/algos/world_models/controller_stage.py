@@ -8,8 +8,9 @@ best evaluated controller is kept in ``best.pt``, and training stops when its re
 ``target_return``.
 
 Controllers live in their own directory per variant, so that the variants can be compared:
-``controller`` ([z, h] in the real environment), ``controller-z`` (``--no-memory``) and, trained in
-the dream, ``controller-dream-tau1.15`` (one per temperature) and ``controller-z-dream-tau1.15``.
+``controller`` ([z, h] in the real environment), ``controller-z`` (``--no-memory``), ``controller-zhc``
+([z, h, c], ``worldmodels.controller.cell``) and, trained in the dream, ``controller-dream-tau1.15``
+(one per temperature), ``controller-z-dream-tau1.15`` and so on.
 Each resumes from its ``checkpoint.pt``, which holds the CMA-ES state.
 """
 
@@ -46,10 +47,12 @@ KIND = "worldmodels-controller"
 BEST_NAME = "best.pt"
 
 
-def controller_dir(logdir: Path, memory: bool, dream: bool, temperature: float = 1.15) -> Path:
-    """The directory of one controller variant: ``controller[-z][-dream-tau<temperature>]``."""
-    name = "controller" + ("" if memory else "-z") + (f"-dream-tau{temperature:g}" if dream else "")
-    return Path(logdir) / name
+def controller_dir(
+    logdir: Path, memory: bool, dream: bool, temperature: float = 1.15, cell: bool = False
+) -> Path:
+    """The directory of one controller variant: ``controller[-z|-zhc][-dream-tau<temperature>]``."""
+    inputs = ("-zhc" if cell else "") if memory else "-z"
+    return Path(logdir) / ("controller" + inputs + (f"-dream-tau{temperature:g}" if dream else ""))
 
 
 @dataclass
@@ -61,8 +64,13 @@ class ControllerResult:
     generations: int
 
 
-def build_agent(config: Config, memory: bool, need_mdnrnn: bool, act_space: Any, device: Any) -> Agent:
-    """V, M (when needed) and an untrained C for the experiment in ``config.logdir``."""
+def build_agent(
+    config: Config, memory: bool, need_mdnrnn: bool, act_space: Any, device: Any, cell: bool = False
+) -> Agent:
+    """V, M (when needed) and an untrained C for the experiment in ``config.logdir``.
+
+    ``cell`` (with ``memory``) feeds the controller M's cell state as well: ``[z, h, c]``.
+    """
     logdir = Path(config.logdir)
     vae, vae_id = load_vae(logdir, device)
     models = {"vae": vae_id}
@@ -74,10 +82,11 @@ def build_agent(config: Config, memory: bool, need_mdnrnn: bool, act_space: Any,
             mdnrnn.done_weight = config.worldmodels.mdnrnn.done_weight
     discrete = int(act_space.n) if hasattr(act_space, "n") else 0
     actions = discrete or int(np.prod(act_space.shape))
-    inp = vae.z + (mdnrnn.hidden if memory and mdnrnn is not None else 0)
+    cell = cell and memory
+    inp = vae.z + (mdnrnn.hidden * (2 if cell else 1) if memory and mdnrnn is not None else 0)
     controller = LinearController(inp, actions, discrete=bool(discrete))
     clip_brake = config.env.name == "carracing" and not discrete
-    return Agent(vae, mdnrnn, controller, memory, discrete, clip_brake, models)
+    return Agent(vae, mdnrnn, controller, memory, discrete, clip_brake, models, cell)
 
 
 def fitness_env(config: Config, workers: int, parallel: str | None = None) -> VectorEnv:
@@ -124,13 +133,13 @@ def train_controller(
     """Evolves the controller as ``config.worldmodels.controller`` says; resumes its directory."""
     options = config.worldmodels.controller
     logdir = Path(config.logdir)
-    directory = controller_dir(logdir, options.memory, options.dream, options.temperature)
+    directory = controller_dir(logdir, options.memory, options.dream, options.temperature, options.cell)
     console = Console()
     if noreload and (moved := move_aside(directory)) is not None:
         console.print(f"moved the previous {directory.name} to {moved}")
     directory.mkdir(parents=True, exist_ok=True)
     with fitness_env(config, 1, "serial") as env:  # here only to tell the action space
-        agent = build_agent(config, options.memory, options.dream, env.act_space, device)
+        agent = build_agent(config, options.memory, options.dream, env.act_space, device, options.cell)
     if options.dream:
         backend: Backend = _NoRealRollouts()
     elif options.backend == "ray":
@@ -278,6 +287,7 @@ class _Evolution:
             "discrete": agent.discrete,
             "memory": agent.memory,
             "clip_brake": agent.clip_brake,
+            **({"cell": True} if agent.cell else {}),  # absent otherwise: older checkpoints still match
         }
 
     def _save(self) -> None:

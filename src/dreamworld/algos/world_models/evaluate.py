@@ -65,7 +65,8 @@ def test_controller(
     Raises:
         DreamworldError: That variant has no trained controller yet.
     """
-    directory = directory or controller_dir(Path(config.logdir), memory, dream, temperature)
+    cell = config.worldmodels.controller.cell
+    directory = directory or controller_dir(Path(config.logdir), memory, dream, temperature, cell)
     if not (directory / BEST_NAME).exists():
         flags = ("" if memory else " --no-memory") + (
             f" --dream --temperature {temperature:g}" if dream else ""
@@ -75,7 +76,8 @@ def test_controller(
     best = load_checkpoint(directory / BEST_NAME, kind=KIND)
     images = dataclasses.replace(config.env, obs="image")
     with vector_env(images, workers or config.worldmodels.controller.workers) as env:
-        agent = build_agent(config, best["spec"]["memory"], dream, env.act_space, device)
+        spec = best["spec"]
+        agent = build_agent(config, spec["memory"], dream, env.act_space, device, spec.get("cell", False))
         check_models(best, agent, directory)
         population = best["params"].to(device, torch.float32).unsqueeze(0)
         jobs = np.zeros(episodes, np.int64)

@@ -113,10 +113,11 @@ def _controllers(page: Page, logdir: Path) -> None:
         records = read_metrics(directory / "metrics.jsonl")
         if not records or not directory.is_dir():
             continue
-        memory, dream = "-z" not in directory.name, "-dream" in directory.name
+        variant = directory.name.removeprefix("controller").split("-dream")[0]
+        dream = "-dream" in directory.name
         tau = directory.name.rsplit("tau", 1)[-1]
         where = f"trained in the dream at tau {tau}" if dream else "trained in reality"
-        label = ("[z, h]" if memory else "z only") + ", " + where
+        label = {"": "[z, h]", "-z": "z only", "-zhc": "[z, h, c]"}.get(variant, variant) + ", " + where
         keys = ["controller/fitness_mean", "controller/fitness_best", "controller/eval_return"]
         name = f"{directory.name}_fitness.png"
         page.figure(
@@ -139,5 +140,5 @@ def _controllers(page: Page, logdir: Path) -> None:
 
 
 def _variant_order(path: Path) -> tuple[bool, bool, str]:
-    """Real before dream, memory before none, then by temperature."""
-    return ("-dream" in path.name, "-z" in path.name, path.name)
+    """Real before dream, memory before none, then by name (temperature)."""
+    return ("-dream" in path.name, "-z-" in path.name + "-", path.name)

@@ -36,6 +36,7 @@ class Agent:
     discrete: int = 0  # number of discrete actions, 0 for continuous ones
     clip_brake: bool = False  # CarRacing: brake = clip(a, 0, 1) as in the paper, not (a + 1) / 2
     models: dict[str, str] = field(default_factory=dict)  # ids of the V and M: a controller's provenance
+    cell: bool = False  # with memory, read M's cell state too: [z, h, c]
 
     def act(self, population: Tensor, z: Tensor, state: LSTMState | None, member: Tensor) -> Tensor:
         """Actions of population members ``member`` on latents ``z`` and memory ``state``."""
@@ -46,8 +47,10 @@ class Agent:
         return action
 
     def inputs(self, z: Tensor, state: LSTMState | None) -> Tensor:
-        """The controller's input: ``[z, h]`` with memory, else ``z``."""
-        return torch.cat([z, state[0][0]], -1) if self.memory and state is not None else z
+        """The controller's input: ``[z, h]`` with memory (``[z, h, c]`` with ``cell``), else ``z``."""
+        if not self.memory or state is None:
+            return z
+        return torch.cat([z, state[0][0], state[1][0]] if self.cell else [z, state[0][0]], -1)
 
     def action_features(self, action: Tensor) -> Tensor:
         """Actions as M's input (one-hot for discrete actions)."""
@@ -71,6 +74,7 @@ def agent_state(agent: Agent) -> dict[str, Any]:
         "memory": agent.memory,
         "discrete": agent.discrete,
         "clip_brake": agent.clip_brake,
+        "cell": agent.cell,
     }
 
 
@@ -89,6 +93,7 @@ def agent_from_state(state: dict[str, Any]) -> Agent:
         state["memory"],
         state["discrete"],
         state["clip_brake"],
+        cell=state.get("cell", False),
     )
 
 
