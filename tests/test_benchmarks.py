@@ -66,3 +66,16 @@ def test_learning_benchmark_reads_the_action_repeat_of_its_runs(tmp_path, monkey
     (tmp_path / "config.yaml").write_text("env:\n  name: dmc/cartpole-swingup\n  repeat: 4\n")
     assert learning.action_repeat(tmp_path) == 4
     assert learning.action_repeat(tmp_path / "not-started") == 1
+
+
+def test_doom_benchmark_finds_the_controllers_of_the_experiments_inputs(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import worldmodels_doom
+    from dreamworld.config import load_config, save_config
+
+    save_config(load_config(["worldmodels", "worldmodels_doom"]), tmp_path / "config.yaml")
+    assert (
+        worldmodels_doom.controller_directory(tmp_path, 1.15, []) == tmp_path / "controller-zhc-dream-tau1.15"
+    )
+    off = ["--worldmodels.controller.cell", "false"]
+    assert worldmodels_doom.controller_directory(tmp_path, 1.0, off) == tmp_path / "controller-dream-tau1"
