@@ -52,6 +52,19 @@ TINY = {
 }
 
 
+TINY_CONTROLLER = [
+    "worldmodels",
+    "train-controller",
+    "--pop-size",
+    "4",
+    "--n-samples",
+    "1",
+    "--generations",
+    "1",
+]
+"""One generation of a population of 4, one rollout each."""
+
+
 def flags(**extra: str) -> list[str]:
     merged = {**TINY, **{f"--{key.replace('__', '.')}": value for key, value in extra.items()}}
     return [item for pair in merged.items() for item in pair]
@@ -491,16 +504,7 @@ def test_mdnrnn_records_its_done_weight_and_older_models_take_the_configured_one
 
 def test_a_tiny_pipeline_runs_end_to_end_and_writes_the_report(copy, capsys):
     common = ["--logdir", str(copy), *flags()]
-    controller = [
-        "worldmodels",
-        "train-controller",
-        "--pop-size",
-        "4",
-        "--n-samples",
-        "1",
-        "--generations",
-        "1",
-    ]
+    controller = TINY_CONTROLLER
     assert main([*controller, *common]) == 0
     assert main([*controller, "--no-memory", *common]) == 0
     assert main([*controller, "--dream", "--temperature", "1.15", *common]) == 0
@@ -542,16 +546,7 @@ def test_cell_state_controllers_read_z_h_and_c_and_keep_their_own_directory(copy
 
     common = ["--logdir", str(copy), *flags(worldmodels__controller__cell="true")]
     dream = ["--dream", "--temperature", "1.15"]
-    controller = [
-        "worldmodels",
-        "train-controller",
-        "--pop-size",
-        "4",
-        "--n-samples",
-        "1",
-        "--generations",
-        "1",
-    ]
+    controller = TINY_CONTROLLER
     assert main([*controller, *dream, *common]) == 0
     directory = copy / "controller-zhc-dream-tau1.15"
     best = load_checkpoint(directory / "best.pt", kind="worldmodels-controller")

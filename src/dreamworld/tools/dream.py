@@ -194,10 +194,11 @@ class WorldModelsSession(Session):
         self.discrete = int(spec["discrete"])
         self.dims = 0 if self.discrete else int(spec["actions"])
         best = sorted(logdir.glob("controller*/best.pt"))
-        spec = load_checkpoint(best[0], kind=KIND)["spec"] if best else {"memory": True}
+        controller = load_checkpoint(best[0], kind=KIND) if best else None
+        spec = controller["spec"] if controller else {"memory": True}
         memory, cell = bool(spec["memory"]), bool(spec.get("cell", False))
         self.model = build_agent(config, memory, True, self.env.act_space, "cpu", cell)
-        self.params = load_checkpoint(best[0], kind=KIND)["params"][None].float() if best else None
+        self.params = controller["params"][None].float() if controller else None
         self.temperature = config.worldmodels.controller.temperature
         self.generator = torch.Generator().manual_seed(config.seed)
 
