@@ -197,13 +197,17 @@ def test_episode_stats_take_log_keys_at_the_last_step():
 
 
 def test_success_of_a_robotics_task_reaches_the_logs(tmp_path):
-    """FetchReach reports is_success: it becomes episode/success and eval/success."""
+    """FetchReach reports is_success: it becomes episode/success and eval/success.
+
+    Its episodes are 50 steps long (truncation), which eval/length counts in policy steps.
+    """
     pytest.importorskip("gymnasium_robotics")
     argv = ["train", "--env", "fetch/reach-dense", "--logdir", str(tmp_path), *TINY, "--steps", "160"]
     assert main(argv) == 0
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     keys = set().union(*lines)
     assert "episode/success" in keys and "eval/success" in keys
+    assert [line["eval/length"] for line in lines if "eval/length" in line] == [50.0]
     scores = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
     assert all(score["success"] in (0.0, 1.0) for score in scores) and len(scores) >= 2
 

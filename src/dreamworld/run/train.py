@@ -235,6 +235,7 @@ class _Loop:
         if not dreamer.eval_episodes:
             return []
         returns: list[float] = []
+        lengths: list[int] = []
         frames: list[np.ndarray] = []
         driver = Driver(self.eval_env, seed=self.config.seed + 1_000_003 + self.counters.steps)
         latent: list[PolicyState] = [None]
@@ -251,6 +252,7 @@ class _Loop:
 
         def finish(episode: dict[str, np.ndarray], index: int) -> None:
             returns.append(float(episode["reward"].sum()))
+            lengths.append(len(episode["reward"]) - 1)  # policy steps: the first entry is the reset
             stats.append(episode_stats(episode))
 
         driver.on_episode(finish)
@@ -258,6 +260,7 @@ class _Loop:
         returns = returns[: dreamer.eval_episodes]
         self.logger.scalar("eval/return", float(np.mean(returns)))
         self.logger.scalar("eval/return_std", float(np.std(returns)))
+        self.logger.scalar("eval/length", float(np.mean(lengths[: len(returns)])))
         self.logger.scalar("time/hours", self.hours())
         self.logger.scalar("time/cpu_hours", self.cpu_hours())
         for key in stats[0]:
