@@ -23,9 +23,11 @@ def run(tmp_path_factory):
 def test_eval_prints_mean_and_std_and_writes_a_video(run, capsys):
     assert main(["eval", "--logdir", str(run), "--episodes", "3", "--video", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "dreamer evaluation: return" in out and "over 3 episodes" in out
+    assert "dreamer evaluation: return" in out and "over 3 episodes, length " in out
     result = json.loads((run / "eval" / "eval.json").read_text())
     assert len(result["returns"]) == 3 and result["mode"] == "mode"
+    # CartPole pays 1 per step: every episode's return is its length in policy steps
+    assert result["lengths"] == [round(value) for value in result["returns"]]
     assert list((run / "eval" / "videos").glob("eval_video_*.mp4"))
     assert main(["eval", "--logdir", str(run), "--episodes", "2", "--stochastic"]) == 0
     assert json.loads((run / "eval" / "eval.json").read_text())["mode"] == "sample"
@@ -37,6 +39,19 @@ def test_eval_of_a_saved_agent_file(run, tmp_path, capsys):
     path = Dreamer.load(run / "checkpoint.pt", device="cpu").save(tmp_path / "agent.pt")
     assert main(["eval", "--logdir", str(run), "--checkpoint", str(path), "--episodes", "1"]) == 0
     assert str(path) in (run / "eval" / "eval.json").read_text()
+
+
+def test_eval_reports_the_success_rate_of_a_robotics_task(tmp_path, capsys):
+    """FetchReach's is_success reaches eval.json and the printed line; its episodes are 50 steps."""
+    pytest.importorskip("gymnasium_robotics")
+    logdir = tmp_path / "fetch"
+    argv = ["train", "--env", "fetch/reach-dense", "--logdir", str(logdir), *TINY, "--steps", "60"]
+    assert main([*argv, "--dreamer.eval_episodes", "0"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--logdir", str(logdir), "--episodes", "2"]) == 0
+    assert ", length 50.0, success " in capsys.readouterr().out
+    result = json.loads((logdir / "eval" / "eval.json").read_text())
+    assert result["lengths"] == [50, 50] and result["success"] in (0.0, 0.5, 1.0)
 
 
 def test_eval_without_a_checkpoint_is_a_one_line_error(tmp_path, capsys):

@@ -414,7 +414,11 @@ def _eval(args: argparse.Namespace, rest: Sequence[str]) -> int:
         args.logdir, args.episodes, args.video, args.checkpoint, args.stochastic, args.device
     )
     count = len(result.returns)
-    print(f"{result.algorithm} evaluation: return {result.mean:.1f} ± {result.std:.1f} over {count} episodes")
+    line = f"{result.algorithm} evaluation: return {result.mean:.1f} ± {result.std:.1f} over {count} episodes"
+    if result.lengths:
+        line += f", length {sum(result.lengths) / len(result.lengths):.1f}"
+    line += "".join(f", {key} {value:.2f}" for key, value in sorted(result.stats.items()))
+    print(line)
     for video in result.videos:
         print(f"video: {video}")
     return 0

@@ -29,6 +29,11 @@ class EvalResult:
     algorithm: str
     returns: list[float]
     videos: list[Path] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    """Policy steps of each episode (Dreamer runs)."""
+    stats: dict[str, float] = field(default_factory=dict)
+    """Means over the episodes of the environment's ``log_<name>`` values at their last step, e.g.
+    ``success`` (Dreamer runs)."""
 
     @property
     def mean(self) -> float:
@@ -76,11 +81,14 @@ def _evaluate_dreamer(
     from dreamworld.algos.dreamer.agent import Dreamer
     from dreamworld.run.driver import Driver, vector_env
     from dreamworld.run.logger import Logger
+    from dreamworld.run.train import episode_stats
 
     agent = Dreamer.load(path, device=device)
     config = agent.run_config
     assert config is not None
     returns: list[float] = []
+    lengths: list[int] = []
+    stats: list[dict[str, float]] = []
     frames: list[np.ndarray] = []
     latent: list[Any] = [None]
     mode = "sample" if stochastic else "mode"
@@ -94,18 +102,28 @@ def _evaluate_dreamer(
             action, latent[0] = agent.policy(obs, latent[0], mode=mode)
             return action, None
 
+        def finish(episode: dict[str, np.ndarray], index: int) -> None:
+            returns.append(float(episode["reward"].sum()))
+            lengths.append(len(episode["reward"]) - 1)  # the first entry is the reset
+            stats.append(episode_stats(episode))
+
         driver = Driver(env, seed=config.seed + 5_000_011)
-        driver.on_episode(lambda episode, index: returns.append(float(episode["reward"].sum())))
+        driver.on_episode(finish)
         driver.run(act, episodes=episodes)
-    result = EvalResult("dreamer", returns[:episodes])
+    means = {key: float(np.mean([s[key] for s in stats[:episodes]])) for key in stats[0]} if stats else {}
+    result = EvalResult("dreamer", returns[:episodes], lengths=lengths[:episodes], stats=means)
     with Logger(logdir / EVAL_DIR, tensorboard=config.log.tensorboard, progress=False) as logger:
         if frames:
             result.videos.append(logger.video("eval/video", np.stack(frames), step=0))
         logger.scalar("eval/return", result.mean)
         logger.scalar("eval/return_std", result.std)
+        logger.scalar("eval/length", float(np.mean(result.lengths)))
+        for key, value in result.stats.items():
+            logger.scalar(f"eval/{key}", value)
         logger.write(0)
-    record = {"checkpoint": str(path), "mode": mode, "mean": result.mean, "std": result.std}
-    (logdir / EVAL_DIR / RESULT_NAME).write_text(json.dumps({**record, "returns": result.returns}, indent=1))
+    record = {"checkpoint": str(path), "mode": mode, "mean": result.mean, "std": result.std, **result.stats}
+    record.update(returns=result.returns, lengths=result.lengths)
+    (logdir / EVAL_DIR / RESULT_NAME).write_text(json.dumps(record, indent=1))
     return result
 
 
