@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -66,6 +67,24 @@ def test_a_second_run_resumes_from_the_checkpoint(tmp_path, capsys):
     assert main([*argv, "--steps", "150", "--fresh"]) == 0
     assert "moved the previous run" in capsys.readouterr().out
     assert list(tmp_path.parent.glob(f"{tmp_path.name}.old-*"))
+
+
+TASK_PRESETS = ["atari100k", "carracing", "classic", "dmc_proprio", "dmc_proprio_cpu", "dmc_vision", "fetch", "pyflyt"]
+
+
+@pytest.mark.parametrize("preset", TASK_PRESETS)
+def test_every_task_preset_trains_on_its_own_environment(preset, tmp_path):
+    """Each task preset's environment and options (repeat, vector_norm, actor gradient, ...) train
+    together for real, at tiny sizes and with 40-step episodes."""
+    config = load_config(["dreamerv3", preset])
+    argv = ["train", "--preset", preset, "--logdir", str(tmp_path), *TINY, "--steps", "130"]
+    assert main([*argv, "--env.time_limit", "40", "--dreamer.eval_episodes", "1"]) == 0
+    saved = load_config(files=[tmp_path / "config.yaml"])
+    assert saved.env == dataclasses.replace(config.env, time_limit=40, parallel="serial")
+    assert saved.dreamer.world_model.vector_norm == config.dreamer.world_model.vector_norm
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any("wm/loss_reward" in line for line in lines) and any("eval/return" in line for line in lines)
+    assert load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")["counters"]["steps"] >= 130
 
 
 def test_a_time_budget_stops_the_run_with_a_checkpoint_and_a_final_evaluation(tmp_path, capsys):
