@@ -69,7 +69,9 @@ def test_a_second_run_resumes_from_the_checkpoint(tmp_path, capsys):
     assert list(tmp_path.parent.glob(f"{tmp_path.name}.old-*"))
 
 
-TASK_PRESETS = ["atari100k", "carracing", "classic", "dmc_proprio", "dmc_proprio_cpu", "dmc_vision", "fetch", "pyflyt"]
+TASK_PRESETS = [
+    "atari100k", "carracing", "classic", "dmc_proprio", "dmc_proprio_cpu", "dmc_vision", "fetch", "pyflyt",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("preset", TASK_PRESETS)
