@@ -1,7 +1,8 @@
 """Learning curves: evaluation return against environment steps, over seeds, with wall time.
 
 Trains one agent per seed (one after another, or ``--parallel`` at once), then prints the mean and
-spread of ``eval/return`` (and ``eval/success`` where the task reports success) at every evaluation
+spread of ``eval/return`` and of the other evaluation statistics (``eval/length``, and ``eval/success``,
+``eval/crashed``, ... where the task reports them) at every evaluation
 step (a policy step, followed by the environment steps it stands for when the run repeats actions) and
 the wall time of each run. Runs land in ``--outdir/<task>/<method>/<seed>`` (plot them with
 ``dreamworld plot --indir OUTDIR``) and resume if interrupted (rerun the same command).
@@ -52,6 +53,17 @@ def curve(logdir: Path, key: str = "eval/return") -> list[tuple[int, float]]:
     return points
 
 
+def eval_keys(logdirs: list[Path]) -> list[str]:
+    """The evaluation statistics the runs logged: ``eval/return`` first, then the others by name."""
+    keys: set[str] = set()
+    for logdir in logdirs:
+        path = logdir / "metrics.jsonl"
+        for line in path.read_text().splitlines() if path.exists() else []:
+            keys.update(key for key in json.loads(line) if key.startswith("eval/"))
+    keys -= {"eval/return", "eval/return_std"}
+    return ["eval/return", *sorted(keys)]
+
+
 def action_repeat(logdir: Path) -> int:
     """Environment steps per policy step of a run (``env.repeat`` in its saved configuration)."""
     config = yaml.safe_load((logdir / "config.yaml").read_text()) if (logdir / "config.yaml").exists() else {}
@@ -100,7 +112,7 @@ def main() -> None:
     cpu = {seed: dict(curve(logdir_of(args, seed), "time/cpu_hours")) for seed in args.seeds}
     repeat = action_repeat(logdir_of(args, args.seeds[0]))
     unit = "policy step (environment steps)" if repeat > 1 else "step"
-    for key in ("eval/return", "eval/success"):
+    for key in eval_keys([logdir_of(args, seed) for seed in args.seeds]):
         curves = {seed: dict(curve(logdir_of(args, seed), key)) for seed in args.seeds}
         steps = sorted(set().union(*curves.values()))
         if not steps:

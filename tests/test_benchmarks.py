@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -79,3 +80,14 @@ def test_doom_benchmark_finds_the_controllers_of_the_experiments_inputs(tmp_path
     )
     off = ["--worldmodels.controller.cell", "false"]
     assert worldmodels_doom.controller_directory(tmp_path, 1.0, off) == tmp_path / "controller-dream-tau1"
+
+
+def test_learning_benchmark_reports_every_evaluation_statistic(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import learning
+
+    lines = [{"step": 5, "eval/return": 1.0, "eval/return_std": 0.1, "eval/length": 9.0, "eval/crashed": 0.5}]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
+    keys = learning.eval_keys([tmp_path / "a", tmp_path / "not-started"])
+    assert keys == ["eval/return", "eval/crashed", "eval/length"]
