@@ -51,7 +51,7 @@ def test_eval_reports_the_success_rate_of_a_robotics_task(tmp_path, capsys):
     assert main(["eval", "--logdir", str(logdir), "--episodes", "2"]) == 0
     assert ", length 50.0, success " in capsys.readouterr().out
     result = json.loads((logdir / "eval" / "eval.json").read_text())
-    assert result["lengths"] == [50, 50] and result["success"] in (0.0, 0.5, 1.0)
+    assert result["lengths"] == [50, 50] and result["stats"]["success"] in (0.0, 0.5, 1.0)
 
 
 def test_eval_without_a_checkpoint_is_a_one_line_error(tmp_path, capsys):

@@ -2,7 +2,8 @@
 
 A Dreamer run is recognised by its ``checkpoint.pt``, a World Models experiment by its ``vae/``
 directory and controllers. The checkpoint loads onto this machine's device (a run trained on a GPU
-evaluates on a CPU). Returns go to ``<run>/eval/eval.json`` (or the controller's ``test.json``) and
+evaluates on a CPU). Returns go to ``<run>/eval/eval.json`` (Dreamer: with episode lengths and the
+means of the environment's statistics such as ``success``; World Models: the controller's ``test.json``) and
 videos to ``<run>/eval/videos/``.
 """
 
@@ -121,8 +122,8 @@ def _evaluate_dreamer(
         for key, value in result.stats.items():
             logger.scalar(f"eval/{key}", value)
         logger.write(0)
-    record = {"checkpoint": str(path), "mode": mode, "mean": result.mean, "std": result.std, **result.stats}
-    record.update(returns=result.returns, lengths=result.lengths)
+    record = {"checkpoint": str(path), "mode": mode, "mean": result.mean, "std": result.std}
+    record.update(stats=result.stats, returns=result.returns, lengths=result.lengths)
     (logdir / EVAL_DIR / RESULT_NAME).write_text(json.dumps(record, indent=1))
     return result
 
