@@ -10,6 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
+import pytest
+
+from dreamworld.config import load_config
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -91,3 +96,22 @@ def test_learning_benchmark_reports_every_evaluation_statistic(tmp_path, monkeyp
     (tmp_path / "a" / "metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
     keys = learning.eval_keys([tmp_path / "a", tmp_path / "not-started"])
     assert keys == ["eval/return", "eval/crashed", "eval/length"]
+
+
+def test_fixed_policy_baselines(capsys, monkeypatch):
+    """CartPole pays 1 per step: random and constant policies' returns equal their lengths."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import fixed_policies
+
+    argv = ["fixed_policies.py", "--env", "gym/CartPole-v1", "--policies", "random", "0"]
+    monkeypatch.setattr(sys, "argv", argv)
+    fixed_policies.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "gym/CartPole-v1, 10 episodes each (repeat 1)" and len(lines) == 3
+    for line in lines[1:]:
+        mean = float(line.split("return")[1].split("±")[0])
+        assert f"length {mean:.2f}" in line
+    result = fixed_policies.run_policy(load_config(overrides={"env.name": "gym/CartPole-v1"}).env, "0", 3)
+    assert 8 <= result["length"] <= 12 and result["return"] == result["length"]  # pushing left falls fast
+    with pytest.raises(SystemExit, match="needs"):
+        fixed_policies.constant_action("0.1,0.2", gym.spaces.Box(-1, 1, (3,)))

@@ -1,0 +1,89 @@
+"""Baselines for learning curves: returns of a uniform random policy and of constant actions.
+
+A learned agent's return means little without what trivial policies score on the same task: a
+driving agent that never crashes may only be braking, a drone that survives may only be falling
+slowly. Each policy runs ``--episodes`` episodes (seeds 0, 1, ...) through ``make_env``; the script
+prints the mean and spread of the return, the episode length in policy steps and the means of the
+task's statistics (``success``, ``crashed``, ...).
+
+Usage::
+
+    python benchmarks/fixed_policies.py --env highway/highway-fast --policies random 1 3 4
+    python benchmarks/fixed_policies.py --env pyflyt/quadx-hover --policies random 0,0,0,0 0,0,0,-0.2 \\
+        -- --env.repeat 1
+
+A policy is ``random`` or a constant action: an index for discrete actions, comma-separated values
+in ``[-1, 1]`` for continuous ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import gymnasium as gym
+import numpy as np
+
+from dreamworld.config import load_config, parse_overrides
+from dreamworld.config.schema import EnvConfig
+from dreamworld.run.driver import single_env
+
+
+def constant_action(text: str, space: gym.spaces.Space) -> np.ndarray:
+    """The action a policy name stands for (``random`` is handled by the caller)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return np.asarray(int(text), np.int64)
+    values = np.asarray([float(value) for value in text.split(",")], np.float32)
+    if values.shape != space.shape:
+        raise SystemExit(f"policy {text!r} has {values.size} values; the action space needs {space.shape}")
+    return values
+
+
+def random_action(space: gym.spaces.Space, rng: np.random.Generator) -> np.ndarray:
+    if isinstance(space, gym.spaces.Discrete):
+        return np.asarray(rng.integers(space.n), np.int64)
+    return rng.uniform(-1.0, 1.0, space.shape).astype(np.float32)
+
+
+def run_policy(env_config: EnvConfig, policy: str, episodes: int) -> dict[str, float]:
+    """Mean return, its standard deviation, mean length and the means of the episode statistics."""
+    env = single_env(env_config)
+    rng = np.random.default_rng(0)
+    fixed = None if policy == "random" else constant_action(policy, env.act_space)
+    returns, lengths, stats = [], [], []
+    try:
+        for episode in range(episodes):
+            obs = env.reset(seed=episode)
+            total, steps = 0.0, 0
+            while not obs["is_last"]:
+                action = random_action(env.act_space, rng) if fixed is None else fixed
+                obs = env.step(action)
+                total, steps = total + float(obs["reward"]), steps + 1
+            returns.append(total)
+            lengths.append(steps)
+            stats.append({key[4:]: float(value) for key, value in obs.items() if key.startswith("log_")})
+    finally:
+        env.close()
+    result = {"return": float(np.mean(returns)), "std": float(np.std(returns))}
+    result["length"] = float(np.mean(lengths))
+    result.update({key: float(np.mean([s[key] for s in stats])) for key in stats[0]})
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--policies", nargs="+", default=["random"], help="random, or a constant action")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("extra", nargs="*", help="env.* overrides, after --")
+    args = parser.parse_args()
+    config = load_config(overrides={**parse_overrides(args.extra), "env.name": args.env}).env
+    print(f"{args.env}, {args.episodes} episodes each (repeat {config.repeat or 1})")
+    for policy in args.policies:
+        result = run_policy(config, policy, args.episodes)
+        rest = [(key, value) for key, value in result.items() if key not in ("return", "std")]
+        extra = "".join(f", {key} {value:.2f}" for key, value in rest)
+        print(f"  {policy:>16}: return {result['return']:8.2f} ± {result['std']:.2f}{extra}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
