@@ -114,6 +114,26 @@ def episode_stats(episode: dict[str, np.ndarray]) -> dict[str, float]:
     return {key[4:]: float(value[-1]) for key, value in episode.items() if key.startswith("log_")}
 
 
+class EpisodeTally:
+    """Collects each finished episode's return, length (policy steps) and statistics; a callback for
+    :meth:`Driver.on_episode` shared by the evaluations of training and of ``dreamworld eval``."""
+
+    def __init__(self) -> None:
+        self.returns: list[float] = []
+        self.lengths: list[int] = []
+        self.stats: list[dict[str, float]] = []
+
+    def __call__(self, episode: dict[str, np.ndarray], index: int) -> None:
+        self.returns.append(float(episode["reward"].sum()))
+        self.lengths.append(len(episode["reward"]) - 1)  # the first entry is the reset
+        self.stats.append(episode_stats(episode))
+
+    def mean_stats(self, count: int) -> dict[str, float]:
+        """Means of the first ``count`` episodes' statistics, by name."""
+        stats = self.stats[:count]
+        return {key: float(np.mean([s[key] for s in stats])) for key in stats[0]} if stats else {}
+
+
 def random_returns(config: Config, episodes: int) -> list[float]:
     """Returns of a uniform random policy on the evaluation environment, as a baseline."""
     returns: list[float] = []
@@ -234,37 +254,29 @@ class _Loop:
         dreamer = self.config.dreamer
         if not dreamer.eval_episodes:
             return []
-        returns: list[float] = []
-        lengths: list[int] = []
+        tally = EpisodeTally()
         frames: list[np.ndarray] = []
         driver = Driver(self.eval_env, seed=self.config.seed + 1_000_003 + self.counters.steps)
         latent: list[PolicyState] = [None]
 
         def act(obs: dict[str, np.ndarray], state: Any) -> tuple[np.ndarray, Any]:
-            if not returns:
+            if not tally.returns:
                 frame = obs["image"][0] if "image" in obs else self.eval_env.render(0)
                 if frame is not None:
                     frames.append(frame)
             action, latent[0] = self.agent.policy(obs, latent[0], mode=dreamer.eval_mode)
             return action, None
 
-        stats: list[dict[str, float]] = []
-
-        def finish(episode: dict[str, np.ndarray], index: int) -> None:
-            returns.append(float(episode["reward"].sum()))
-            lengths.append(len(episode["reward"]) - 1)  # policy steps: the first entry is the reset
-            stats.append(episode_stats(episode))
-
-        driver.on_episode(finish)
+        driver.on_episode(tally)
         driver.run(act, episodes=dreamer.eval_episodes)
-        returns = returns[: dreamer.eval_episodes]
+        returns = tally.returns[: dreamer.eval_episodes]
         self.logger.scalar("eval/return", float(np.mean(returns)))
         self.logger.scalar("eval/return_std", float(np.std(returns)))
-        self.logger.scalar("eval/length", float(np.mean(lengths[: len(returns)])))
+        self.logger.scalar("eval/length", float(np.mean(tally.lengths[: len(returns)])))
         self.logger.scalar("time/hours", self.hours())
         self.logger.scalar("time/cpu_hours", self.cpu_hours())
-        for key in stats[0]:
-            self.logger.scalar(f"eval/{key}", float(np.mean([s[key] for s in stats[: len(returns)]])))
+        for key, value in tally.mean_stats(len(returns)).items():
+            self.logger.scalar(f"eval/{key}", value)
         if frames:
             self.logger.video("eval/video", np.stack(frames), step=self.counters.steps)
         self.logger.write(self.counters.steps)

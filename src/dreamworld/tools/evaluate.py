@@ -82,37 +82,30 @@ def _evaluate_dreamer(
     from dreamworld.algos.dreamer.agent import Dreamer
     from dreamworld.run.driver import Driver, vector_env
     from dreamworld.run.logger import Logger
-    from dreamworld.run.train import episode_stats
+    from dreamworld.run.train import EpisodeTally
 
     agent = Dreamer.load(path, device=device)
     config = agent.run_config
     assert config is not None
-    returns: list[float] = []
-    lengths: list[int] = []
-    stats: list[dict[str, float]] = []
+    tally = EpisodeTally()
     frames: list[np.ndarray] = []
     latent: list[Any] = [None]
     mode = "sample" if stochastic else "mode"
     with vector_env(config.env, num_envs=1, parallel="serial") as env:
 
         def act(obs: dict[str, np.ndarray], state: Any) -> tuple[np.ndarray, Any]:
-            if video and not returns:
+            if video and not tally.returns:
                 frame = obs["image"][0] if "image" in obs else env.render(0)
                 if frame is not None:
                     frames.append(np.asarray(frame))
             action, latent[0] = agent.policy(obs, latent[0], mode=mode)
             return action, None
 
-        def finish(episode: dict[str, np.ndarray], index: int) -> None:
-            returns.append(float(episode["reward"].sum()))
-            lengths.append(len(episode["reward"]) - 1)  # the first entry is the reset
-            stats.append(episode_stats(episode))
-
         driver = Driver(env, seed=config.seed + 5_000_011)
-        driver.on_episode(finish)
+        driver.on_episode(tally)
         driver.run(act, episodes=episodes)
-    means = {key: float(np.mean([s[key] for s in stats[:episodes]])) for key in stats[0]} if stats else {}
-    result = EvalResult("dreamer", returns[:episodes], lengths=lengths[:episodes], stats=means)
+    returns, lengths, stats = tally.returns[:episodes], tally.lengths[:episodes], tally.mean_stats(episodes)
+    result = EvalResult("dreamer", returns, lengths=lengths, stats=stats)
     with Logger(logdir / EVAL_DIR, tensorboard=config.log.tensorboard, progress=False) as logger:
         if frames:
             result.videos.append(logger.video("eval/video", np.stack(frames), step=0))
