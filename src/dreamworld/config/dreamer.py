@@ -167,7 +167,17 @@ class DreamerConfig:
     save_steps: int = option("policy steps between checkpoints as well; 0: by time only", 0)
     report_every: int = option("updates between open-loop prediction videos; 0 disables", 2_000)
     device: str = option("auto (cuda if available), cpu or cuda[:N]", "auto")
-    precision: str = option("float32, or bfloat16 autocast (GPU)", "float32")
+    precision: str = option(
+        "float32, or bfloat16: matmuls and convolutions in bfloat16 (autocast), losses, distributions, "
+        "recurrent state and optimiser state in float32",
+        "float32",
+    )
+    compile: str = option(
+        "the update: none (eager), compile (torch.compile, whole graphs), cudagraphs (compiled and "
+        "captured in CUDA graphs: one launch per graph); auto: cudagraphs on CUDA, none on the CPU "
+        "(its fastest measured path)",
+        "auto",
+    )
     threads: int = option("torch threads of the learner; 0 keeps torch's default (all cores)", 0)
 
     def __post_init__(self) -> None:
@@ -177,3 +187,4 @@ class DreamerConfig:
                 f"config key 'dreamer.max_hours' must be 0 (no limit) or positive, got {self.max_hours}"
             )
         choice("dreamer.precision", self.precision, ("float32", "bfloat16"))
+        choice("dreamer.compile", self.compile, ("auto", "none", "compile", "cudagraphs"))

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from dreamworld.nn.dists import ActionDist, Dist, Head
+from dreamworld.nn.functional import quantiles
 from dreamworld.nn.layers import Features
 
 
@@ -101,18 +102,31 @@ class Critic(nn.Module):
     def forward(self, feat: Features) -> Dist:
         return self.net(feat)
 
+    def value_through(self, feat: Features) -> Tensor:
+        """The critic's prediction with gradients into ``feat`` but none into the critic's weights:
+        the actor's returns backpropagate through it, and only the critic's own loss trains it."""
+        weights = {name: param.detach() for name, param in self.net.named_parameters()}
+        return cast(Dist, torch.func.functional_call(self.net, weights, (feat,))).mode()
+
     def slow_value(self, feat: Features) -> Tensor:
         """The slow critic's prediction, without gradient."""
         with torch.no_grad():
             return self.slow(feat).mode()
 
+    @torch.no_grad()
     def update_slow(self) -> None:
         """Moves the slow copy toward the critic every ``slow_every`` calls (DreamerV2 target network,
-        DreamerV3 EMA with fraction 0.02)."""
-        if int(self.updates) % self.slow_every == 0:
-            with torch.no_grad():
-                for slow, fast in zip(self.slow.parameters(), self.net.parameters(), strict=True):
-                    slow.lerp_(fast, self.slow_fraction)
+        DreamerV3 EMA with fraction 0.02).
+
+        The choice is arithmetic on the device-side counter (a fraction of 0 on the calls in between),
+        not a branch on its value, so nothing is read back to the host.
+        """
+        slow, fast = list(self.slow.parameters()), list(self.net.parameters())
+        if self.slow_every == 1:
+            torch._foreach_lerp_(slow, fast, self.slow_fraction)
+        else:
+            due = (self.updates % self.slow_every == 0).float()
+            torch._foreach_add_(slow, torch._foreach_mul(torch._foreach_sub(fast, slow), due * self.slow_fraction))
         self.updates += 1
 
 
@@ -134,8 +148,7 @@ class ReturnNorm(nn.Module):
         self.register_buffer("high", torch.zeros(()))
 
     def update(self, returns: Tensor) -> None:
-        flat = returns.detach().flatten().float()
-        low, high = torch.quantile(flat, torch.tensor(self.quantiles, device=flat.device))
+        low, high = quantiles(returns.detach().float(), self.quantiles)
         # Both start at 0, as in DreamerV3: early scales stay near `limit` until returns are known.
         self.low.lerp_(low, 1 - self.decay)
         self.high.lerp_(high, 1 - self.decay)

@@ -22,14 +22,15 @@ action are replaced by the initial state and a zero action, so no information cr
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamworld.nn.dists import ActionDist
-from dreamworld.nn.functional import sample_index, sample_onehot
+from dreamworld.nn.functional import onehot, sample_index, sample_onehot
 from dreamworld.nn.layers import MLP, Dense, Features, OneHotFeat, init_uniform_, make_act, make_norm
 from dreamworld.nn.recurrent import BlockGRU, GRUCell
 
@@ -45,7 +46,8 @@ class CategoricalLatent:
         self.flat_size = stoch * classes
 
     def stats(self, raw: Tensor) -> State:
-        """Normalised log-probabilities (with the uniform mix) as ``logits``."""
+        """Normalised log-probabilities (with the uniform mix) as ``logits``, in float32."""
+        raw = raw.float()
         if not self.unimix:
             return {"logits": torch.log_softmax(raw.reshape(*raw.shape[:-1], self.stoch, self.classes), -1)}
         return {"logits": torch.log(self.probs(raw))}
@@ -73,7 +75,7 @@ class CategoricalLatent:
         return stoch.argmax(-1) + offsets
 
     def mode(self, stats: State) -> Tensor:
-        return F.one_hot(stats["logits"].argmax(-1), self.classes).to(stats["logits"].dtype)
+        return onehot(stats["logits"].argmax(-1), self.classes, stats["logits"].dtype)
 
     def kl(self, post: State, prior: State) -> Tensor:
         """``KL(post || prior)`` summed over the latents: ``(...)``."""
@@ -101,7 +103,7 @@ class GaussianLatent:
         self.flat_size = stoch
 
     def stats(self, raw: Tensor) -> State:
-        mean, std = raw.chunk(2, -1)
+        mean, std = raw.float().chunk(2, -1)
         return {"mean": mean, "std": F.softplus(std) + self.min_std}
 
     def sample(self, stats: State) -> Tensor:
@@ -244,7 +246,12 @@ class RSSM(nn.Module):
         return {"deter": deter, "stoch": self.latent.sample(stats), **stats}
 
     def observe(
-        self, embed: Tensor, action: Tensor, is_first: Tensor, state: State | None = None
+        self,
+        embed: Tensor,
+        action: Tensor,
+        is_first: Tensor,
+        state: State | None = None,
+        resets: Sequence[str] | None = None,
     ) -> tuple[State, State]:
         """Posterior and prior states along a replayed sequence.
 
@@ -253,6 +260,10 @@ class RSSM(nn.Module):
             action: ``(B, T, A)`` actions chosen at each observation.
             is_first: ``(B, T)`` episode starts.
             state: State before the sequence (defaults to the initial state).
+            resets: Per step, whether ``"none"``, ``"some"`` or ``"every"`` sequence starts there (see
+                :func:`reset_pattern`); a caller that read ``is_first`` on the host saves the masking
+                at steps where no sequence starts. Default: ``"some"`` everywhere, which is right for
+                any ``is_first`` and needs no host synchronisation.
 
         Returns:
             ``post`` and ``prior``: dicts of ``(B, T, ...)`` tensors. The prior shares ``deter`` with
@@ -268,12 +279,10 @@ class RSSM(nn.Module):
         prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
         embed_part = self.post_embed(embed)
         init = self.initial(batch)
-        # Which steps start an episode in some (or every) sequence, read once for the whole window:
-        # the steps in between skip the reset arithmetic.
-        starts = zip(is_first.any(0).tolist(), is_first.all(0).tolist(), strict=True)
+        resets = ["some"] * steps if resets is None else resets
+        assert len(resets) == steps, (len(resets), steps)
         posts: list[State] = []
-        for t, (some, every) in enumerate(starts):
-            reset = "every" if every else "some" if some else "none"
+        for t, reset in enumerate(resets):
             state = self.obs_step(
                 state, prev_action[:, t], embed_part[:, t], is_first[:, t], init=init, reset=reset
             )
@@ -321,7 +330,7 @@ class RSSM(nn.Module):
         return {"deter": deter, "stoch": stoch, **stats}
 
     def imagine(
-        self, policy: Callable[[Features], ActionDist], start: State, horizon: int
+        self, policy: Callable[[Features], ActionDist], start: State, horizon: int, sparse: bool = True
     ) -> tuple[State, Tensor]:
         """Rolls the prior forward from ``start`` with actions sampled from ``policy(feat)``.
 
@@ -329,13 +338,14 @@ class RSSM(nn.Module):
             policy: Maps features ``(N, F)`` to an action distribution.
             start: ``(N, ...)`` start states.
             horizon: Imagined steps ``H``.
+            sparse: Without gradients, feed one-hot latents to every layer as indices (same results,
+                fewer operations on a CPU; compiled updates keep them dense).
 
         Returns:
             States ``(N, H + 1, ...)`` including the start, and the actions ``(N, H + 1, A)`` taken in
             each of them (the last is sampled but leads nowhere).
         """
-        # Without gradients the one-hot latents can enter every layer as indices (same results).
-        sparse = not torch.is_grad_enabled()
+        sparse = sparse and not torch.is_grad_enabled()
         feat = self.sparse_feat if sparse else lambda state: self.feat(state).detach()
         if sparse and isinstance(self.latent, CategoricalLatent):
             start = {"deter": start["deter"], "index": self.latent.index(start["stoch"])}
@@ -373,3 +383,13 @@ class RSSM(nn.Module):
 
 def _mask(value: Tensor, keep: Tensor) -> Tensor:
     return value * keep.reshape(-1, *([1] * (value.dim() - 1)))
+
+
+def reset_pattern(is_first: np.ndarray) -> list[str]:
+    """Per step of a ``(B, T)`` host array: ``"every"``, ``"some"`` or ``"none"`` sequence starts there.
+
+    Read on the host before the batch moves to the device, so :meth:`RSSM.observe` skips the reset
+    arithmetic at steps where no sequence starts without reading anything back.
+    """
+    some, every = is_first.any(0), is_first.all(0)
+    return ["every" if e else "some" if s else "none" for s, e in zip(some.tolist(), every.tolist(), strict=True)]

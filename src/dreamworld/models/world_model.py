@@ -43,10 +43,15 @@ class VectorNorm(nn.Module):
         self.register_buffer("mean", torch.zeros(shape))
         self.register_buffer("std", torch.ones(shape))
         self.register_buffer("ready", torch.zeros((), dtype=torch.bool))
+        self._fitted: bool | None = False
 
     @property
     def fitted(self) -> bool:
-        return bool(self.ready)
+        # Read from the buffer once (after construction or loading), then known on the host: every
+        # training step asks, and a read of a device buffer would synchronise.
+        if self._fitted is None:
+            self._fitted = bool(self.ready)
+        return self._fitted
 
     @torch.no_grad()
     def fit(self, vector: Tensor) -> None:
@@ -55,6 +60,11 @@ class VectorNorm(nn.Module):
         self.mean.copy_(flat.mean(0))
         self.std.copy_(flat.std(0, correction=0).clamp(min=self.min_std))
         self.ready.fill_(True)
+        self._fitted = True
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._fitted = None
 
     def forward(self, vector: Tensor) -> Tensor:
         return (vector - self.mean) / self.std
@@ -132,7 +142,7 @@ class Decoder(nn.Module):
     def forward(self, feat: Tensor) -> dict[str, Dist]:
         dists: dict[str, Dist] = {}
         if hasattr(self, "conv"):
-            dists["image"] = MSE(self.conv(feat), dims=3)
+            dists["image"] = MSE(self.conv(feat).float(), dims=3)  # float32 under autocast
         if hasattr(self, "vector"):
             dists["vector"] = self.vector(feat)
         return dists

@@ -27,11 +27,11 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
 from dreamworld.nn.functional import (
     bin_mean,
     is_mirrored,
+    onehot,
     sample_onehot,
     symexp,
     symlog,
@@ -137,6 +137,10 @@ class TwoHot:
             below.append(low)
             weight.append(torch.stack([(1 - above) * scale, above * scale], -1))
         index = torch.cat([torch.stack([low, low + 1], -1) for low in below], -1)
+        if torch.compiler.is_compiling():
+            # The compiler fuses the plain formula's backward as well as the hand-written one.
+            log_probs = torch.log_softmax(self.logits, -1)
+            return -(torch.cat(weight, -1) * log_probs.gather(-1, index)).sum(-1)
         probs = self._probs if self.logits.requires_grad else None
         return _TwoHotNLL.apply(self.logits, index, torch.cat(weight, -1), probs)
 
@@ -195,7 +199,7 @@ class OneHot:
         self.logits = torch.log(probs)
 
     def mode(self) -> Tensor:
-        return F.one_hot(self.probs.argmax(-1), self.probs.shape[-1]).to(self.probs.dtype)
+        return onehot(self.probs.argmax(-1), self.probs.shape[-1], self.probs.dtype)
 
     def sample(self) -> Tensor:
         return sample_onehot(self.probs)
@@ -210,53 +214,75 @@ class OneHot:
         return -self.log_prob(target)
 
 
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
 class BoundedNormal:
     """A Normal with mean ``tanh(x)`` and std squashed into ``[min_std, max_std]`` (DreamerV3 actor).
 
-    Samples are not squashed: the environment wrapper clips actions to ``[-1, 1]``.
+    Samples are not squashed: the environment wrapper clips actions to ``[-1, 1]``. The Normal's
+    formulas are written out rather than taken from ``torch.distributions``, whose argument checks read
+    values back to the host at every construction.
     """
 
     def __init__(self, raw: Tensor, min_std: float, max_std: float) -> None:
         mean, std = raw.chunk(2, -1)
-        std = (max_std - min_std) * torch.sigmoid(std + 2.0) + min_std
-        self.dist: Normal | TransformedDistribution = Normal(torch.tanh(mean), std)
+        self.mean = torch.tanh(mean)
+        self.std = (max_std - min_std) * torch.sigmoid(std + 2.0) + min_std
 
     def mode(self) -> Tensor:
-        return self.dist.mean
+        return self.mean
 
     def sample(self) -> Tensor:
-        return self.dist.rsample()
+        return self.mean + self.std * torch.randn_like(self.std)
 
     def log_prob(self, value: Tensor) -> Tensor:
-        return self.dist.log_prob(value).sum(-1)
+        return _normal_log_prob(value, self.mean, self.std).sum(-1)
 
     def entropy(self) -> Tensor:
-        return self.dist.entropy().sum(-1)
+        return (0.5 + _HALF_LOG_2PI + torch.log(self.std)).sum(-1)
 
     def loss(self, target: Tensor) -> Tensor:
         return -self.log_prob(target)
 
 
-class TanhNormal(BoundedNormal):
+class TanhNormal:
     """A Normal squashed by tanh (DreamerV1 actor: mean scaled by 5, std softplus + min_std)."""
 
     def __init__(self, raw: Tensor, min_std: float, init_std: float = 5.0, mean_scale: float = 5.0) -> None:
         mean, std = raw.chunk(2, -1)
-        mean = mean_scale * torch.tanh(mean / mean_scale)
-        std = F.softplus(std + math.log(math.expm1(init_std))) + min_std
-        self.base = Normal(mean, std)
-        self.dist = TransformedDistribution(self.base, TanhTransform(cache_size=1))
+        self.mean = mean_scale * torch.tanh(mean / mean_scale)
+        self.std = F.softplus(std + math.log(math.expm1(init_std))) + min_std
 
     def mode(self) -> Tensor:
         # The tanh of the Normal's mean; the true mode of the squashed density has no closed form.
-        return torch.tanh(self.base.mean)
+        return torch.tanh(self.mean)
+
+    def sample(self) -> Tensor:
+        return torch.tanh(self._presample())
 
     def log_prob(self, value: Tensor) -> Tensor:
-        return self.dist.log_prob(value.clamp(-0.999999, 0.999999)).sum(-1)
+        return self._log_prob_before_tanh(torch.atanh(value.clamp(-0.999999, 0.999999)))
 
     def entropy(self) -> Tensor:
         # No closed form: a one-sample estimate, as DreamerV1 uses.
-        return -self.log_prob(self.dist.rsample())
+        return -self._log_prob_before_tanh(self._presample())
+
+    def loss(self, target: Tensor) -> Tensor:
+        return -self.log_prob(target)
+
+    def _presample(self) -> Tensor:
+        return self.mean + self.std * torch.randn_like(self.std)
+
+    def _log_prob_before_tanh(self, x: Tensor) -> Tensor:
+        """Log-density of ``tanh(x)``: the Normal's at ``x`` minus ``log |d tanh / dx|``, written
+        ``2 (log 2 - x - softplus(-2x))`` to stay finite for large ``|x|``."""
+        log_det = 2.0 * (math.log(2.0) - x - F.softplus(-2.0 * x))
+        return (_normal_log_prob(x, self.mean, self.std) - log_det).sum(-1)
+
+
+def _normal_log_prob(value: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    return -0.5 * ((value - mean) / std).square() - torch.log(std) - _HALF_LOG_2PI
 
 
 class Output:
@@ -343,4 +369,5 @@ class Head(nn.Module):
         self.out = init_uniform_(nn.Linear(self.mlp.out_dim, self.strategy.size), self.strategy.outscale)
 
     def forward(self, feat: Features) -> Dist:
-        return self.strategy.build(self.out(self.mlp(feat)))
+        # Distributions and their losses stay float32 when matmuls run in bfloat16 (autocast).
+        return self.strategy.build(self.out(self.mlp(feat)).float())

@@ -108,10 +108,12 @@ def bin_mean(probs: Tensor, bins: Tensor, mirrored: bool | None = None) -> Tenso
     """
     if mirrored is None:
         mirrored = is_mirrored(bins)
-    if not mirrored:
-        return probs @ bins
-    middle = bins.shape[0] // 2
-    return (probs[..., middle + 1 :] - probs[..., :middle].flip(-1)) @ bins[middle + 1 :]
+    # A decoded value stays float32 under bfloat16 autocast, which would otherwise round this product.
+    with torch.autocast(probs.device.type, enabled=False):
+        if not mirrored:
+            return probs.float() @ bins
+        middle = bins.shape[0] // 2
+        return (probs[..., middle + 1 :] - probs[..., :middle].flip(-1)).float() @ bins[middle + 1 :]
 
 
 def lambda_return(
@@ -170,6 +172,43 @@ def trajectory_weights(cont: Tensor, discount: float) -> Tensor:
     """
     factors = torch.cat([torch.ones_like(cont[:, :1]), discount * cont[:, 1:]], 1)
     return torch.cumprod(factors, 1).detach()
+
+
+def onehot(index: Tensor, classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """One-hot rows ``(..., classes)`` of integer ``index`` ``(...)``.
+
+    ``F.one_hot`` checks its indices' range by reading their minimum and maximum back to the host, two
+    synchronisations per call on a GPU; a scatter needs none (an index out of range fails inside the
+    kernel instead).
+
+    Example:
+        >>> onehot(torch.tensor([2, 0]), 3)
+        tensor([[0., 0., 1.],
+                [1., 0., 0.]])
+    """
+    rows = torch.zeros(*index.shape, classes, dtype=dtype, device=index.device)
+    return rows.scatter_(-1, index.long().unsqueeze(-1), 1.0)
+
+
+def quantiles(x: Tensor, qs: tuple[float, ...]) -> Tensor:
+    """Quantiles of all elements of ``x`` with linear interpolation, as ``torch.quantile`` computes them.
+
+    The positions ``q * (n - 1)`` depend only on the number of elements, so they are Python numbers:
+    no host synchronisation (``torch.quantile`` checks its arguments on the host) and static shapes.
+
+    Example:
+        >>> quantiles(torch.arange(11.0), (0.05, 0.5))
+        tensor([0.5000, 5.0000])
+    """
+    flat = x.flatten().sort().values
+    last = flat.numel() - 1
+    out = []
+    for q in qs:
+        position = q * last
+        below = math.floor(position)
+        above = min(below + 1, last)
+        out.append(torch.lerp(flat[below], flat[above], position - below))
+    return torch.stack(out)
 
 
 def sample_onehot(probs: Tensor) -> Tensor:

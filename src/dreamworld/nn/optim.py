@@ -1,72 +1,68 @@
 """Optimisers of the Dreamer family: Adam with global-norm clipping (V1-V3 2023) and LaProp with
-adaptive gradient clipping (DreamerV3 2024 revision), behind one small wrapper.
+adaptive gradient clipping (DreamerV3 2024 revision), behind one small class.
+
+Every step is a handful of ``torch._foreach_*`` calls over all of a module's tensors, and every
+quantity that changes between steps (the step count, its bias corrections, the warm-up factor, the
+clipping scale) is a tensor on the parameters' device. So a step launches a few dozen kernels whatever
+the number of parameters, never reads a value back to the host, and can be compiled or captured in a
+CUDA graph as it is (torch's own Adam reads its step count back to the host unless ``capturable``, which
+the CPU does not support).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+NAMES = ("adam", "laprop")
 
-class LaProp(torch.optim.Optimizer):
-    """LaProp (Ziyin et al. 2020): normalise the gradient by its RMS first, then apply momentum.
 
-    Adam averages raw gradients and divides afterwards; LaProp divides each gradient by the running RMS
-    and averages the normalised steps, which decouples momentum from adaptivity and tolerates a tiny
-    epsilon (DreamerV3 2024 uses 1e-20).
+def step_jointly(loss: Tensor, optimizers: list[Optimizer]) -> list[Tensor]:
+    """One backward pass of ``loss`` into the parameters of several optimisers, then each one's step.
 
-    Args:
-        params: Parameters to optimise.
-        lr: Learning rate.
-        betas: Momentum and RMS decay rates.
-        eps: Added to the RMS before dividing.
+    ``loss`` is a sum of losses each of which reaches only its own optimiser's parameters (the
+    actor's and the critic's): one backward pass through a compiled graph that produced both (a
+    compiled graph has one backward function for all its outputs). Returns the gradient norms.
     """
-
-    def __init__(
-        self,
-        params: Iterable[Tensor],
-        lr: float = 4e-5,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-20,
-    ) -> None:
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
-
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> None:  # type: ignore[override]
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
-                if not state:
-                    state["step"] = torch.zeros(())
-                    state["momentum"] = torch.zeros_like(param)
-                    state["rms"] = torch.zeros_like(param)
-                state["step"] += 1
-                step = float(state["step"])
-                state["rms"].mul_(beta2).addcmul_(param.grad, param.grad, value=1 - beta2)
-                rms = (state["rms"] / (1 - beta2**step)).sqrt_().add_(group["eps"])
-                state["momentum"].mul_(beta1).add_(param.grad / rms, alpha=1 - beta1)
-                param.sub_(state["momentum"], alpha=group["lr"] / (1 - beta1**step))
-
-
-def adaptive_clip_(params: Iterable[Tensor], clip: float, pmin: float = 1e-3) -> None:
-    """Adaptive gradient clipping (Brock et al. 2021): caps each tensor's ``|g| / max(|p|, pmin)``."""
+    params = [param for opt in optimizers for param in opt.params]
     for param in params:
-        if param.grad is None:
-            continue
-        limit = clip * torch.clamp(param.detach().norm(), min=pmin)
-        norm = param.grad.norm()
-        param.grad.mul_(torch.clamp(limit / (norm + 1e-12), max=1.0))
+        param.grad = None
+    loss.backward(inputs=params)
+    return [opt.apply() for opt in optimizers]
+
+
+def global_clip_(grads: list[Tensor], clip: float) -> Tensor:
+    """Scales ``grads`` together so their joint norm is at most ``clip``; returns the norm before.
+
+    The same rule as ``torch.nn.utils.clip_grad_norm_`` (scale ``clip / (norm + 1e-6)``, at most 1),
+    without its host synchronisation.
+    """
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    if clip and math.isfinite(clip):
+        torch._foreach_mul_(grads, torch.clamp(clip / (norm + 1e-6), max=1.0))
+    return norm
+
+
+def adaptive_clip_(params: list[Tensor], grads: list[Tensor], clip: float, pmin: float = 1e-3) -> Tensor:
+    """Adaptive gradient clipping (Brock et al. 2021): caps each tensor's ``|g| / max(|p|, pmin)`` at
+    ``clip``; returns the joint norm of the gradients before clipping."""
+    grad_norms = torch.stack(torch._foreach_norm(grads))
+    limits = clip * torch.stack(torch._foreach_norm(params)).clamp(min=pmin)
+    scales = torch.clamp(limits / (grad_norms + 1e-12), max=1.0)
+    torch._foreach_mul_(grads, list(scales.unbind()))
+    return torch.linalg.vector_norm(grad_norms)
 
 
 class Optimizer:
-    """One module's optimiser: backward, clipping, step, and the gradient norm as a metric.
+    """One module's optimiser: backward, clipping, weight decay, warm-up and the step.
+
+    ``adam`` is Adam (Kingma & Ba 2015) exactly as ``torch.optim.Adam`` computes it; ``laprop`` is
+    LaProp (Ziyin et al. 2020), which divides each gradient by the running RMS first and applies
+    momentum to the normalised steps, decoupling momentum from adaptivity (it tolerates DreamerV3
+    2024's epsilon of 1e-20).
 
     Args:
         module: The module whose parameters are trained.
@@ -77,6 +73,14 @@ class Optimizer:
         agc: Adaptive gradient clipping threshold (0: none); replaces ``clip`` when set.
         weight_decay: Fraction by which every parameter shrinks before each step (DreamerV2).
         warmup: Updates over which the learning rate rises linearly from 0 (DreamerV3 2024).
+        betas: Decay rates of the first and second moments.
+
+    Example:
+        >>> layer = nn.Linear(3, 1)
+        >>> opt = Optimizer(layer, "adam", lr=0.1)
+        >>> norm = opt.step(layer(torch.ones(1, 3)).sum())  # a tensor: read it when logging
+        >>> norm.shape
+        torch.Size([])
     """
 
     def __init__(
@@ -89,38 +93,102 @@ class Optimizer:
         agc: float = 0.0,
         weight_decay: float = 0.0,
         warmup: int = 0,
+        betas: tuple[float, float] = (0.9, 0.999),
     ) -> None:
-        self.params: list[Tensor] = [p for p in module.parameters() if p.requires_grad]
-        self.clip, self.agc, self.weight_decay = clip, agc, weight_decay
-        if name == "adam":
-            self.opt: torch.optim.Optimizer = torch.optim.Adam(self.params, lr=lr, eps=eps)
-        elif name == "laprop":
-            self.opt = LaProp(self.params, lr=lr, eps=eps)
-        else:
+        if name not in NAMES:
             raise ValueError(f"unknown optimiser '{name}': choose adam or laprop")
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
-        )
+        self.params: list[Tensor] = [p for p in module.parameters() if p.requires_grad]
+        self.name, self.lr, self.eps, self.betas = name, lr, eps, betas
+        self.clip, self.agc, self.weight_decay, self.warmup = clip, agc, weight_decay, warmup
+        device = self.params[0].device if self.params else torch.device("cpu")
+        self.count = torch.zeros((), device=device)
+        self.moment1 = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        self.moment2 = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
 
-    def step(self, loss: Tensor) -> float:
-        """Backpropagates ``loss`` into this module's parameters, clips, steps; returns the grad norm."""
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward(inputs=self.params)
+    def step(self, loss: Tensor) -> Tensor:
+        """Backpropagates ``loss`` into this module's parameters, clips, steps; returns the gradient
+        norm before clipping (a tensor on the parameters' device)."""
+        return step_jointly(loss, [self])[0]
+
+    @torch.no_grad()
+    def apply(self) -> Tensor:
+        """Clips the parameters' current gradients and takes one step; returns the gradient norm."""
+        chosen = [i for i, p in enumerate(self.params) if p.grad is not None]
+        params = [self.params[i] for i in chosen]
+        grads = [p.grad for p in params if p.grad is not None]
         if self.agc:
-            norm = float(torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None]))
-            adaptive_clip_(self.params, self.agc)
+            norm = adaptive_clip_(params, grads, self.agc)
         else:
-            norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.clip or math.inf))
+            norm = global_clip_(grads, self.clip)
         if self.weight_decay:
-            with torch.no_grad():
-                torch._foreach_mul_(self.params, 1 - self.weight_decay)
-        self.opt.step()
-        self.schedule.step()
+            torch._foreach_mul_(params, 1 - self.weight_decay)
+        self.count += 1
+        moment1 = [self.moment1[i] for i in chosen]
+        moment2 = [self.moment2[i] for i in chosen]
+        beta1, beta2 = self.betas
+        lr = self.lr * (torch.clamp(self.count / self.warmup, max=1.0) if self.warmup else 1.0)
+        correction1 = 1 - torch.pow(beta1, self.count)
+        correction2 = 1 - torch.pow(beta2, self.count)
+        torch._foreach_mul_(moment2, beta2)
+        torch._foreach_addcmul_(moment2, grads, grads, 1 - beta2)
+        rms = torch._foreach_div(moment2, correction2)
+        torch._foreach_sqrt_(rms)
+        torch._foreach_add_(rms, self.eps)
+        if self.name == "adam":
+            torch._foreach_lerp_(moment1, grads, 1 - beta1)
+            update = torch._foreach_div(moment1, rms)
+        else:
+            torch._foreach_lerp_(moment1, torch._foreach_div(grads, rms), 1 - beta1)
+            update = moment1
+        torch._foreach_add_(params, torch._foreach_mul(update, -lr / correction1))
         return norm
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.opt.state_dict(), "schedule": self.schedule.state_dict()}
+    def compile(self, options: dict[str, Any]) -> None:
+        """Runs :meth:`apply` through ``torch.compile`` with ``options``; the optimiser's state keeps
+        fixed addresses, so a CUDA-graph capture of the step can update it in place."""
+        for tensor in (self.count, *self.moment1, *self.moment2):
+            torch._dynamo.mark_static_address(tensor)
+        self.apply = torch.compile(self.apply, **options)  # type: ignore[method-assign]
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "count": self.count, "moment1": self.moment1, "moment2": self.moment2}
+
+    @torch.no_grad()
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.opt.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
+        """Restores :meth:`state_dict` output in place (tensors keep their storage, which compiled
+        and captured steps rely on); also reads the ``torch.optim`` layout of earlier checkpoints."""
+        if "optimizer" in state:
+            state = _from_torch_optim(state["optimizer"], len(self.params))
+        if state.get("name", self.name) != self.name:
+            raise ValueError(f"an optimiser state of {state['name']}, not {self.name}")
+        for key in ("moment1", "moment2"):
+            saved = state[key]
+            if len(saved) != len(self.params):
+                raise ValueError(f"{len(saved)} saved {key} tensors for {len(self.params)} parameters")
+            for mine, value in zip(getattr(self, key), saved, strict=True):
+                if value is None:
+                    mine.zero_()
+                    continue
+                if mine.shape != value.shape:
+                    raise ValueError(f"size mismatch: saved {key} {tuple(value.shape)}, here {tuple(mine.shape)}")
+                mine.copy_(value)
+        self.count.copy_(torch.as_tensor(state["count"]))
+
+
+def _from_torch_optim(saved: dict[str, Any], size: int) -> dict[str, Any]:
+    """The state of a ``torch.optim`` Adam or of the earlier LaProp in this class's layout."""
+    per_param = saved["state"]
+    if not per_param:
+        raise ValueError("an empty optimiser state")
+    first = next(iter(per_param.values()))
+    name = "adam" if "exp_avg" in first else "laprop"
+    keys = ("exp_avg", "exp_avg_sq") if name == "adam" else ("momentum", "rms")
+    params = saved["param_groups"][0]["params"]
+    if len(params) != size:
+        raise ValueError(f"an optimiser state for {len(params)} parameters, not {size}")
+    moments: tuple[list[Tensor | None], list[Tensor | None]] = ([], [])
+    for index in params:  # a parameter that never had a gradient has no entry: its moments are 0
+        entry = per_param.get(index)
+        for moment, key in zip(moments, keys, strict=True):
+            moment.append(None if entry is None else entry[key])
+    return {"name": name, "count": first["step"], "moment1": moments[0], "moment2": moments[1]}

@@ -35,7 +35,8 @@ class GRUCell(nn.Module):
         self.update_bias = update_bias
 
     def forward(self, deter: Tensor, inputs: Tensor) -> Tensor:
-        parts = self.norm(self.linear(torch.cat([inputs, deter], -1)))
+        # The state stays float32 when the matmul runs in bfloat16 (autocast).
+        parts = self.norm(self.linear(torch.cat([inputs, deter], -1))).float()
         reset, cand, update = parts.chunk(3, -1)
         cand = torch.tanh(torch.sigmoid(reset) * cand)
         update = torch.sigmoid(update + self.update_bias)
@@ -112,7 +113,7 @@ class BlockGRU(nn.Module):
         shared = torch.cat([net(x) for net, x in zip(self.inputs, (deter, stoch, action), strict=True)], -1)
         grouped = deter.reshape(*lead, g, -1)
         x = torch.cat([grouped, shared.unsqueeze(-2).expand(*lead, g, shared.shape[-1])], -1)
-        x = self.gates(self.hidden(x.reshape(*lead, -1)))
+        x = self.gates(self.hidden(x.reshape(*lead, -1))).float()
         # Gates are laid out per block: (block, [reset, cand, update], unit).
         reset, cand, update = x.reshape(*lead, g, 3, -1).unbind(-2)
         reset, cand, update = (part.reshape(*lead, -1) for part in (reset, cand, update))

@@ -144,6 +144,32 @@ def random_returns(config: Config, episodes: int) -> list[float]:
     return returns[:episodes]
 
 
+class DeviceMeans:
+    """Means of each update's scalar metrics over a log interval, summed on the device.
+
+    An update returns its metrics as device tensors; adding them is one stack and one sum, and
+    :meth:`read` brings the means to the host once per interval (one synchronisation instead of one per
+    metric and update).
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[tuple[str, ...], tuple[torch.Tensor, int]] = {}
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        keys = tuple(metrics)
+        values = torch.stack([value.detach().float() for value in metrics.values()])
+        total, count = self.sums.get(keys, (torch.zeros_like(values), 0))
+        self.sums[keys] = (total + values, count + 1)
+
+    def read(self) -> dict[str, float]:
+        """The means since the last read, by name; starts a new interval."""
+        means: dict[str, float] = {}
+        for keys, (total, count) in self.sums.items():
+            means.update(zip(keys, (total / count).tolist(), strict=True))
+        self.sums = {}
+        return means
+
+
 class _Clock:
     """Fires every ``seconds`` of wall-clock time, and every ``steps`` policy steps when ``steps > 0``."""
 
@@ -182,6 +208,7 @@ class _Loop:
         self.counters = Counters()
         self.policy_state: PolicyState = None
         self.metrics: dict[str, list[float]] = {}
+        self.update_metrics = DeviceMeans()
         resumed = self._resume() if self.checkpoint.exists() else None
         before = resumed if resumed is not None else {}
         self.seconds_before = float(before.get("seconds", 0.0))  # the clocks of earlier invocations
@@ -227,6 +254,7 @@ class _Loop:
         next_eval = (self.counters.steps // every + 1) * every if every else None
         with self.logger:
             self._prefill()
+            self._warmup()
             while self.counters.steps < dreamer.steps and not self.out_of_time():
                 self.driver.run(self._act, steps=self.env.num_envs)
                 self._update()
@@ -322,6 +350,22 @@ class _Loop:
             policy = RandomPolicy(self.env.act_space, self.env.num_envs, seed=self.config.seed)
             self.driver.run(policy, steps=missing)
 
+    def _warmup(self) -> None:
+        """Compiles a compiled agent's update on a replayed batch before training, so the first
+        updates are not slow ones; the replay draws the same batches as without it."""
+        if self.agent.compile_mode == "none":
+            return
+        rng = self.replay.rng.bit_generator.state
+        try:
+            data = self.replay.sample(self.config.replay.batch)
+        except ValueError:
+            return  # no full window yet: the first update compiles
+        finally:
+            self.replay.rng.bit_generator.state = rng
+        seconds = self.agent.warmup(data)
+        print(f"compiled the update ({self.agent.compile_mode}) in {seconds:.1f} s", flush=True)
+        self.logger.scalar("time/compile_seconds", seconds)
+
     def _act(self, obs: dict[str, np.ndarray], state: Any) -> tuple[np.ndarray, Any]:
         action, self.policy_state = self.agent.policy(obs, self.policy_state, mode="explore")
         return action, None
@@ -349,11 +393,9 @@ class _Loop:
                 data = self.replay.sample(batch)
             except ValueError:
                 return  # no full window yet: the earned updates wait for more data
-            metrics = self.agent.train_step(data)
+            self.update_metrics.add(self.agent.train_step(data))
             self.counters.earned -= 1.0
             self.counters.updates += 1
-            for key, value in metrics.items():
-                self.metrics.setdefault(key, []).append(value)
             every = self.config.dreamer.report_every
             if every and self.counters.updates % every == 0:
                 video = self.agent.open_loop(self.replay.sample(min(batch, 4)))
@@ -364,6 +406,8 @@ class _Loop:
         for key, values in self.metrics.items():
             self.logger.scalar(key, float(np.mean(values)))
         self.metrics = {}
+        for key, value in self.update_metrics.read().items():
+            self.logger.scalar(key, value)
         for key, value in self.replay.stats().items():
             self.logger.scalar(key, value)
         self.logger.scalar("train/updates", float(self.counters.updates))

@@ -15,6 +15,10 @@ See ``algos/dreamer/README.md`` for how each paper setting maps to an option.
 
 from __future__ import annotations
 
+import copy
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,19 +32,22 @@ from torch import Tensor, nn
 from dreamworld.config.dreamer import DreamerConfig, OptimConfig
 from dreamworld.errors import CheckpointError, DreamworldError
 from dreamworld.models.actor_critic import Actor, Critic, ReturnNorm
-from dreamworld.models.rssm import State
+from dreamworld.models.rssm import State, reset_pattern
 from dreamworld.models.world_model import VectorNorm, WorldModel
 from dreamworld.nn.dists import Dist, TwoHot
-from dreamworld.nn.functional import lambda_return, trajectory_weights
+from dreamworld.nn.functional import lambda_return, onehot, trajectory_weights
 from dreamworld.nn.layers import Features
-from dreamworld.nn.optim import Optimizer
+from dreamworld.nn.optim import Optimizer, step_jointly
 
 if TYPE_CHECKING:
     from dreamworld.config import Config
     from dreamworld.run.train import TrainResult
 
 CHECKPOINT_KIND = "dreamer"
-Metrics = dict[str, float]
+Metrics = dict[str, Tensor]
+"""Scalar device tensors: an update never reads a value back to the host; the training loop averages
+them on the device and reads them once per log interval."""
+COMPILE_MODES = ("none", "compile", "cudagraphs")
 PolicyState = tuple[State, Tensor] | None
 
 
@@ -141,26 +148,83 @@ class Dreamer(nn.Module):
         }
         self.actor_grad = actor.grad_discrete if self.discrete else actor.grad_continuous
         self.run_config: Config | None = None
+        self.compile_mode = compile_mode(config.compile, self.device)
+        # The eager update takes two CPU shortcuts that depend on values: one-hot latents as indices
+        # (a custom kernel) and skipping resets at steps where no sequence starts (read on the host).
+        # A compiled update keeps every shape and branch static instead.
+        self.sparse = self.compile_mode == "none"
+        self._world_model_loss = self._compiled(self.world_model_loss)
+        self._behaviour = self._compiled(self.behaviour)
+        if self.compile_mode != "none":
+            for opt in self.opts.values():
+                opt.compile(self._compile_options())
+
+    def _compile_options(self) -> dict[str, Any]:
+        mode = "reduce-overhead" if self.compile_mode == "cudagraphs" else None
+        return {"fullgraph": True, "dynamic": False, "mode": mode}
+
+    def _compiled(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """``function`` through ``torch.compile`` (whole graphs, static shapes), or as it is."""
+        if self.compile_mode == "none":
+            return function
+        return torch.compile(function, **self._compile_options())
 
     # ----------------------------------------------------------------------------------------------
     # Training
 
     def train_step(self, data: dict[str, np.ndarray]) -> Metrics:
-        """One update of world model, actor and critic on a replayed ``(B, T)`` batch."""
+        """One update of world model, actor and critic on a replayed ``(B, T)`` batch.
+
+        Nothing in it reads a value back to the host: metrics come back as device tensors.
+        """
         batch = self.preprocess(data, fit=True)
+        resets = reset_pattern(_starts(data["is_first"])) if self.sparse else None
+        if self.compile_mode == "cudagraphs":
+            torch.compiler.cudagraph_mark_step_begin()
         with self._autocast():
-            wm_loss, post, metrics = self.world_model_loss(batch)
+            wm_loss, post, metrics = self._world_model_loss(batch, resets)
         metrics["wm/grad_norm"] = self.opts["wm"].step(wm_loss)
         start = {key: value.detach().flatten(0, 1) for key, value in post.items()}
-        start_cont = batch["cont"].flatten(0, 1)
-        with self._autocast():
-            traj, actions = self.imagine(start)
-            actor_loss, critic_loss, behaviour = self.behaviour_losses(traj, actions, start_cont, batch, post)
+        with self._frozen_world_model(), self._autocast():
+            actor_loss, critic_loss, behaviour = self._behaviour(start, batch, _detach(post))
         metrics.update(behaviour)
-        metrics["actor/grad_norm"] = self.opts["actor"].step(actor_loss)
-        metrics["critic/grad_norm"] = self.opts["critic"].step(critic_loss)
+        # Neither loss reaches the other's parameters: one backward pass serves both.
+        norms = step_jointly(actor_loss + critic_loss, [self.opts["actor"], self.opts["critic"]])
+        metrics["actor/grad_norm"], metrics["critic/grad_norm"] = norms
         self.critic.update_slow()
         return metrics
+
+    def warmup(self, data: dict[str, np.ndarray], steps: int = 3) -> float:
+        """Compiles (and captures) the update before training: ``steps`` updates on ``data``, after
+        which networks, optimisers and random state are put back as they were. Returns the seconds
+        it took; an eager agent needs no warm-up (0)."""
+        if self.compile_mode == "none":
+            return 0.0
+        saved = copy.deepcopy(self.training_state())
+        rng = torch.random.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None
+        began = time.perf_counter()
+        for _ in range(steps):
+            self.train_step(data)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - began
+        self.load_training_state(saved)
+        torch.random.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+        return seconds
+
+    @contextmanager
+    def _frozen_world_model(self) -> Iterator[None]:
+        """The world model's parameters need no gradient while the actor and critic learn."""
+        for param in self.wm.parameters():
+            param.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for param in self.wm.parameters():
+                param.requires_grad_(True)
 
     def _autocast(self) -> torch.autocast:
         """bfloat16 matrix products when ``precision`` asks for them (weights and optimisers stay
@@ -174,20 +238,22 @@ class Dreamer(nn.Module):
         Every window starts from the initial state: its first step is marked ``is_first``. ``fit``
         (the training step) fits ``vector_norm`` on the first batch.
         """
-        batch: dict[str, Tensor] = {
-            key: torch.as_tensor(data[key], device=self.device) for key in self.shapes
-        }
+        batch: dict[str, Tensor] = {key: self._tensor(data[key]) for key in self.shapes}
         if "vector" in batch:
             batch["vector"] = self._vector(batch["vector"], fit)
-        action = torch.as_tensor(data["action"], device=self.device)
-        batch["action"] = self.encode_action(action)
-        batch["reward"] = torch.as_tensor(data["reward"], device=self.device).float()
-        batch["cont"] = 1.0 - torch.as_tensor(data["is_terminal"], device=self.device).float()
-        is_first = torch.as_tensor(data["is_first"], device=self.device).clone()
-        is_first[:, 0] = True
-        batch["is_first"] = is_first
-        batch["is_last"] = torch.as_tensor(data["is_last"], device=self.device)
+        batch["action"] = self.encode_action(self._tensor(data["action"]))
+        batch["reward"] = self._tensor(data["reward"]).float()
+        batch["cont"] = 1.0 - self._tensor(data["is_terminal"]).float()
+        batch["is_first"] = self._tensor(_starts(data["is_first"]))
+        batch["is_last"] = self._tensor(data["is_last"])
         return batch
+
+    def _tensor(self, array: np.ndarray) -> Tensor:
+        """A host array on the device; to a GPU through pinned memory, without waiting for the copy."""
+        tensor = torch.as_tensor(np.ascontiguousarray(array))
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
 
     def _vector(self, vector: Tensor, fit: bool = False) -> Tensor:
         """Vector observations as the model reads them: float, standardised with ``vector_norm``
@@ -199,11 +265,16 @@ class Dreamer(nn.Module):
             self.vector_norm.fit(vector)
         return self.vector_norm(vector)
 
-    def world_model_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, State, Metrics]:
-        """Reconstruction, reward, continue and KL losses, scaled by ``world_model.scales``."""
+    def world_model_loss(
+        self, batch: dict[str, Tensor], resets: list[str] | None = None
+    ) -> tuple[Tensor, State, Metrics]:
+        """Reconstruction, reward, continue and KL losses, scaled by ``world_model.scales``.
+
+        ``resets`` is the batch's :func:`~dreamworld.models.rssm.reset_pattern` when known.
+        """
         config = self.config.world_model
         embed = self.wm.encoder(batch)
-        post, prior = self.wm.rssm.observe(embed, batch["action"], batch["is_first"])
+        post, prior = self.wm.rssm.observe(embed, batch["action"], batch["is_first"], resets=resets)
         dists = self.wm.heads(self.wm.rssm.feat(post))
         targets = {"reward": batch["reward"], "cont": batch["cont"]}
         if "image" in batch:
@@ -218,27 +289,29 @@ class Dreamer(nn.Module):
         losses["rep"] = _free_nats(kl_rep, config.kl_free, config.kl_free_avg)
         total = sum(config.scales[key] * value for key, value in losses.items())
         assert isinstance(total, Tensor)
-        metrics = {f"wm/loss_{key}": value.item() for key, value in losses.items()}
+        metrics = {f"wm/loss_{key}": value.detach() for key, value in losses.items()}
         with torch.no_grad():
-            metrics["wm/kl"] = kl_rep.mean().item()
-            metrics["wm/prior_entropy"] = rssm.latent.entropy(prior).mean().item()
-            metrics["wm/post_entropy"] = rssm.latent.entropy(post).mean().item()
+            metrics["wm/kl"] = kl_rep.mean()
+            metrics["wm/prior_entropy"] = rssm.latent.entropy(prior).mean()
+            metrics["wm/post_entropy"] = rssm.latent.entropy(post).mean()
         return total, post, metrics
 
     def imagine(self, start: State) -> tuple[State, Tensor]:
-        """Imagined trajectories ``(N, H + 1)`` from start states, with the actions taken in them.
+        """Imagined trajectories ``(N, H + 1)`` from start states, with the actions taken in them."""
+        with self._frozen_world_model():
+            return self._imagine(start)
 
-        Only dynamics backpropagation needs gradients through the imagination; REINFORCE alone lets
-        it run without building a graph.
-        """
-        for param in self.wm.parameters():
-            param.requires_grad_(False)
-        try:
-            with torch.set_grad_enabled(self.actor_grad != "reinforce"):
-                return self.wm.rssm.imagine(self.actor, start, self.config.horizon)
-        finally:
-            for param in self.wm.parameters():
-                param.requires_grad_(True)
+    def _imagine(self, start: State) -> tuple[State, Tensor]:
+        # Only dynamics backpropagation needs gradients through the imagination; REINFORCE alone lets
+        # it run without building a graph.
+        with torch.set_grad_enabled(self.actor_grad != "reinforce"):
+            return self.wm.rssm.imagine(self.actor, start, self.config.horizon, sparse=self.sparse)
+
+    def behaviour(self, start: State, batch: dict[str, Tensor], post: State) -> tuple[Tensor, Tensor, Metrics]:
+        """Imagination from the flattened posterior ``start`` states, then the actor and critic losses
+        (the world model frozen by the caller)."""
+        traj, actions = self._imagine(start)
+        return self.behaviour_losses(traj, actions, batch["cont"].flatten(0, 1), batch, post)
 
     def behaviour_losses(
         self, traj: State, actions: Tensor, start_cont: Tensor, batch: dict[str, Tensor], post: State
@@ -250,7 +323,7 @@ class Dreamer(nn.Module):
         """
         config = self.config
         # Heads that need no gradient into the states read the latents as indices (same values).
-        sparse = self.wm.rssm.sparse_feat(_detach(traj))
+        sparse = self.wm.rssm.sparse_feat(_detach(traj)) if self.sparse else self.wm.rssm.feat(_detach(traj))
         dynamics = self.actor_grad != "reinforce"
         feat = self.wm.rssm.feat(traj) if dynamics else sparse
         with torch.set_grad_enabled(dynamics):
@@ -265,7 +338,7 @@ class Dreamer(nn.Module):
         if slow is not None and config.critic.slow_target:
             value = slow
         elif dynamics:
-            value = self.critic(feat).mode()  # a path from the returns back into the imagined states
+            value = self.critic.value_through(feat)  # a path from the returns back into the states
         else:
             with torch.no_grad():
                 value = critic.mode()  # computes the probabilities the critic's loss reuses
@@ -276,11 +349,11 @@ class Dreamer(nn.Module):
         if config.critic.replay_scale:
             replay_loss = self.replay_value_loss(post, batch, returns[:, 0])
             critic_loss = critic_loss + config.critic.replay_scale * replay_loss
-            critic_metrics["critic/replay_loss"] = replay_loss.item()
+            critic_metrics["critic/replay_loss"] = replay_loss.detach()
         metrics.update(critic_metrics)
-        metrics["imagine/reward"] = reward[:, 1:].mean().item()
-        metrics["imagine/return"] = returns.mean().item()
-        metrics["imagine/cont"] = cont[:, 1:].mean().item()
+        metrics["imagine/reward"] = reward[:, 1:].mean().detach()
+        metrics["imagine/return"] = returns.mean().detach()
+        metrics["imagine/cont"] = cont[:, 1:].mean().detach()
         return actor_loss, critic_loss, metrics
 
     def actor_loss(
@@ -314,10 +387,10 @@ class Dreamer(nn.Module):
         entropy = dist.entropy()[:, :-1]
         loss = (weights * (objective - config.entropy * entropy)).mean()
         metrics = {
-            "actor/loss": loss.item(),
-            "actor/entropy": entropy.mean().item(),
-            "actor/return_scale": scale.item(),
-            "actor/advantage": advantage.mean().item(),
+            "actor/loss": loss.detach(),
+            "actor/entropy": entropy.mean().detach(),
+            "actor/return_scale": scale.detach(),
+            "actor/advantage": advantage.mean().detach(),
         }
         return loss, metrics
 
@@ -341,8 +414,8 @@ class Dreamer(nn.Module):
             targets.append((slow, config.slow_reg))
         loss = (weights * _losses(dist, targets)[:, :-1]).mean()
         with torch.no_grad():
-            value = dist.mode()[:, :-1].mean().item()
-        return loss, {"critic/loss": loss.item(), "critic/value": value}
+            value = dist.mode()[:, :-1].mean()
+        return loss, {"critic/loss": loss.detach(), "critic/value": value}
 
     def replay_value_loss(self, post: State, batch: dict[str, Tensor], imagined: Tensor) -> Tensor:
         """The critic on replayed states, with lambda-returns over real rewards (DreamerV3 2024).
@@ -404,7 +477,7 @@ class Dreamer(nn.Module):
     def encode_action(self, action: Tensor) -> Tensor:
         """Environment actions to model inputs: one-hot for discrete, float vectors otherwise."""
         if self.discrete:
-            return F.one_hot(action.long().reshape(action.shape[:2]), self.actions).float()
+            return onehot(action.reshape(action.shape[:2]), self.actions)
         return action.float()
 
     def decode_action(self, action: Tensor) -> np.ndarray:
@@ -610,6 +683,22 @@ def _losses(dist: Dist, targets: list[tuple[Tensor, float]]) -> Tensor:
     total = sum(scale * dist.loss(target) for target, scale in targets)
     assert isinstance(total, Tensor)
     return total
+
+
+def compile_mode(name: str, device: torch.device) -> str:
+    """``dreamer.compile`` resolved for a device: ``auto`` captures CUDA updates in CUDA graphs and
+    keeps the CPU eager, its fastest measured path (docs/benchmarks.md)."""
+    if name == "auto":
+        return "cudagraphs" if device.type == "cuda" else "none"
+    assert name in COMPILE_MODES, name
+    return name
+
+
+def _starts(is_first: np.ndarray) -> np.ndarray:
+    """Episode starts of a replayed window: every window starts from the initial state."""
+    starts = np.array(is_first, dtype=bool)
+    starts[:, 0] = True
+    return starts
 
 
 def _detach(state: State) -> State:
