@@ -1,29 +1,44 @@
-"""Dreamer training throughput: updates/s, FLOP rate against the machine's matmul rate, memory.
+"""Dreamer training throughput: time per update, FLOP rate against the device's peak, kernels, memory.
 
-For DreamerV3 at batch 16 x 64 on dmc walker-walk (proprio), two model sizes:
+DreamerV3 updates on replayed batches of ``B x 64`` for every combination of the chosen model sizes, observations, precisions, compile modes
+and batch sizes:
 
-- ``small``: deter 128, units 128, 32 x 32 categorical latents (about 1.5M parameters);
-- ``medium``: deter 512, units 512, 32 x 32 (about 10M parameters).
+- sizes: ``small`` (deter 128, units 128, about 1.5M parameters) and ``medium`` (deter 512, units
+  512, about 10M), the CPU records' sizes; ``size1m``, ``size12m``, ``size25m``, ``size50m``, DreamerV3's
+  scaling presets (the block-diagonal core);
+- observations: ``vector`` (the proprioception of ``--env``, random-policy episodes of the real task
+  when it can be built, else random data of dmc walker-walk's shapes) or ``image`` (64x64x3 frames,
+  random pixels: an update costs the same whatever they show);
+- ``--compile``: none, compile (torch.compile), cudagraphs (compiled and captured), auto.
 
-Printed per size: parameters, seconds to the first update (building the agent included), train
-updates/s (median over ``--blocks`` blocks, and their range), floating-point operations of one update
-(counted by torch's FLOP counter), achieved GFLOP/s and its fraction of a large matmul's rate measured
-right after each block (median), peak resident memory, and environment steps/s of the full training
-loop (acting, replay, updates at the preset's train ratio).
+Printed per row: parameters, build and warm-up seconds (compilation included), ms per update and
+updates/s (median over ``--blocks`` blocks, with the range), GFLOP per update (torch's FLOP counter,
+on an eager update), the achieved TFLOP/s and its fraction of the device's peak (an 8192^3 product on
+a GPU in tf32 for float32 and in bfloat16 for bfloat16, measured once; on a CPU a 1024^2 float32
+product after each block), the operations of one update (``--profile``: kernels launched and the GPU's
+busy fraction from torch.profiler on CUDA; aten operations on a CPU), peak memory, and with
+``--loop-steps`` the whole training loop's environment steps/s (acting, replay and updates at the
+preset's train ratio).
 
 Usage::
 
-    python benchmarks/throughput.py --threads 1 --updates 5
-    python benchmarks/throughput.py --sizes small --threads 2 --loop-steps 400
+    python benchmarks/throughput.py --sizes small medium --threads 2 --updates 4 --blocks 5
+    python benchmarks/throughput.py --device cuda --sizes size12m size50m --obs vector image \\
+        --precision float32 bfloat16 --compile none cudagraphs --batch 16 64 --profile --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import resource
+import statistics
 import tempfile
 import time
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -31,29 +46,27 @@ from torch.utils.flop_counter import FlopCounterMode
 from dreamworld.algos.dreamer.agent import Dreamer
 from dreamworld.config import load_config
 from dreamworld.data import Replay
-from dreamworld.envs import make_env
-from dreamworld.run.system import tune_allocator
-from dreamworld.run.train import pick_device, train
+from dreamworld.envs.base import flag_spaces
+from dreamworld.run.system import pick_device, tune_allocator
+from dreamworld.run.train import train
 
-SIZES = {
-    "small": {"deter": 128, "units": 128},
-    "medium": {"deter": 512, "units": 512},
-}
+CPU_SIZES = {"small": 128, "medium": 512}
+PRESET_SIZES = ("size1m", "size12m", "size25m", "size50m")
 
 
-def size_overrides(name: str) -> dict[str, str]:
-    size = SIZES[name]
-    return {
-        "dreamer.world_model.deter": str(size["deter"]),
-        "dreamer.world_model.units": str(size["units"]),
-        "dreamer.actor.units": str(size["units"]),
-        "dreamer.critic.units": str(size["units"]),
-    }
+def presets_of(size: str, obs: str) -> tuple[list[str], dict[str, str]]:
+    """The presets and overrides of a size: DreamerV3 with its suite preset for the observations."""
+    presets = ["dreamerv3", "dmc_proprio" if obs == "vector" else "dmc_vision"]
+    if size in CPU_SIZES:
+        units = str(CPU_SIZES[size])
+        keys = ("world_model.deter", "world_model.units", "actor.units", "critic.units")
+        return presets, {f"dreamer.{key}": units for key in keys}
+    return [*presets, size], {}
 
 
-def matmul_rate(device: torch.device, n: int = 1024, repeats: int = 20) -> float:
-    """GFLOP/s of an n x n float32 matmul, the machine's practical peak for these models."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 10) -> float:
+    """TFLOP/s of an ``n x n`` matrix product: the device's practical peak for these models."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
     _sync(device)
@@ -61,12 +74,27 @@ def matmul_rate(device: torch.device, n: int = 1024, repeats: int = 20) -> float
     for _ in range(repeats):
         a @ b
     _sync(device)
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e12
 
 
-def replay_batch(env_name: str, batch: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """A realistic batch: random-policy episodes of the real task, sampled from a replay."""
-    env = make_env(env_name, obs="vector")
+def gpu_peaks(device: torch.device) -> dict[str, float]:
+    """The card's measured peaks: float32 with tf32 matmuls (what float32 training uses) and bfloat16."""
+    return {
+        "float32": matmul_tflops(device, torch.float32, 8192),
+        "bfloat16": matmul_tflops(device, torch.bfloat16, 8192),
+    }
+
+
+def env_batch(env_name: str, batch: int, length: int, seed: int = 0) -> dict[str, np.ndarray] | None:
+    """Random-policy episodes of the real task, sampled from a replay; None if it cannot be built."""
+    from dreamworld.envs import make_env
+    from dreamworld.errors import DreamworldError
+
+    try:
+        env = make_env(env_name, obs="vector")
+    except (DreamworldError, ImportError) as error:
+        print(f"note: {env_name} unavailable ({error}); random vectors of its shapes instead")
+        return None
     replay = Replay(capacity=100_000, length=length, seed=seed)
     rng = np.random.default_rng(seed)
     obs = env.reset(seed=seed)
@@ -77,55 +105,129 @@ def replay_batch(env_name: str, batch: int, length: int, seed: int = 0) -> dict[
     return replay.sample(batch)
 
 
-def measure_updates(args: argparse.Namespace, size: str) -> dict[str, float]:
+def synthetic_batch(obs: str, batch: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random data of dmc walker-walk's shapes: a 24-dimensional vector or 64x64x3 pixels, 6 actions."""
+    rng = np.random.default_rng(seed)
+    data = {
+        "action": rng.uniform(-1, 1, (batch, length, 6)).astype(np.float32),
+        "reward": rng.normal(size=(batch, length)).astype(np.float32),
+        "is_first": np.zeros((batch, length), bool),
+        "is_last": np.zeros((batch, length), bool),
+        "is_terminal": np.zeros((batch, length), bool),
+    }
+    if obs == "vector":
+        data["vector"] = rng.normal(size=(batch, length, 24)).astype(np.float32)
+    else:
+        data["image"] = rng.integers(0, 256, (batch, length, 64, 64, 3), dtype=np.uint8)
+    return data
+
+
+def spaces_of(data: dict[str, np.ndarray]) -> tuple[dict[str, gym.spaces.Space], gym.spaces.Space]:
+    obs: dict[str, gym.spaces.Space] = dict(flag_spaces())
+    if "vector" in data:
+        obs["vector"] = gym.spaces.Box(-np.inf, np.inf, data["vector"].shape[2:], np.float32)
+    if "image" in data:
+        obs["image"] = gym.spaces.Box(0, 255, data["image"].shape[2:], np.uint8)
+    return obs, gym.spaces.Box(-1, 1, data["action"].shape[2:], np.float32)
+
+
+def measure(args: argparse.Namespace, device: torch.device, case: dict[str, Any]) -> dict[str, Any]:
+    """One row: an agent of ``case``'s size, observations, precision, compile mode and batch."""
+    presets, overrides = presets_of(case["size"], case["obs"])
+    overrides.update({"dreamer.precision": case["precision"], "dreamer.compile": case["compile"]})
+    overrides["replay.batch"] = str(case["batch"])
+    config = load_config(presets, overrides=overrides)
+    length = config.replay.length
+    data = env_batch(args.env, case["batch"], length) if case["obs"] == "vector" and args.env else None
+    data = data if data is not None else synthetic_batch(case["obs"], case["batch"], length)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     began = time.perf_counter()
-    config = load_config(["dreamerv3", "dmc_proprio"], overrides=size_overrides(size))
-    device = pick_device(args.device)
-    env = make_env(args.env, obs="vector")
-    data = replay_batch(args.env, config.replay.batch, config.replay.length)
     torch.manual_seed(0)
-    agent = Dreamer(config.dreamer, env.obs_space, env.act_space, device)
-    agent.train_step(data)
+    agent = Dreamer(config.dreamer, *spaces_of(data), device)
+    build = time.perf_counter() - began
+    warmup = agent.warmup(data)
+    agent.train_step(data)  # the first eager update allocates; a compiled one replays
     _sync(device)
-    first = time.perf_counter() - began
-    with FlopCounterMode(display=False) as counter:
-        agent.train_step(data)
-    flops = counter.get_total_flops()
-    # The speed of a shared VM drifts by a quarter within minutes: time the updates in blocks, each
-    # followed by the matmul rate of that moment, and report medians (and the range of updates/s).
-    rates, fractions, matmuls = [], [], []
+    row: dict[str, Any] = {**case, "params_m": _params(agent) / 1e6, "build_s": build, "warmup_s": warmup}
+    flops = _flops(config, data, device)
+    seconds, matmuls = [], []
     for _ in range(args.blocks):
         _sync(device)
         start = time.perf_counter()
         for _ in range(args.updates):
             agent.train_step(data)
         _sync(device)
-        seconds = (time.perf_counter() - start) / args.updates
-        matmuls.append(matmul_rate(device))
-        rates.append(1 / seconds)
-        fractions.append(flops / 1e9 / seconds / matmuls[-1])
-    params = sum(p.numel() for p in agent.parameters() if p.requires_grad)
-    peak = _peak_memory_gb(device)
-    rate = float(np.median(rates))
+        seconds.append((time.perf_counter() - start) / args.updates)
+        if device.type == "cpu":  # a shared CPU's speed drifts: its peak is measured beside each block
+            matmuls.append(matmul_tflops(device, torch.float32, 1024, repeats=20))
+    median = statistics.median(seconds)
+    peak = statistics.median(matmuls) if matmuls else args.peaks[case["precision"]]
+    row.update(
+        ms_per_update=1e3 * median,
+        updates_per_s=1 / median,
+        updates_per_s_min=1 / max(seconds),
+        updates_per_s_max=1 / min(seconds),
+        gflop_per_update=flops / 1e9,
+        tflop_per_s=flops / median / 1e12,
+        peak_tflop_per_s=peak,
+        fraction_of_peak=flops / median / 1e12 / peak,
+    )
+    if args.profile:
+        row.update(_profile(agent, data, device))
+    row["peak_memory_gb"] = _peak_memory_gb(device)
+    if args.loop_steps:
+        row["loop_env_steps_per_s"] = measure_loop(args, presets, overrides)
+    return row
+
+
+def _flops(config: Any, data: dict[str, np.ndarray], device: torch.device) -> int:
+    """FLOPs of one update, counted on an eager agent of the same configuration."""
+    from dreamworld.config import config_from_dict, config_to_dict
+
+    values = config_to_dict(config)
+    values["dreamer"]["compile"] = "none"
+    torch.manual_seed(0)
+    agent = Dreamer(config_from_dict(values).dreamer, *spaces_of(data), device)
+    with FlopCounterMode(display=False) as counter:
+        agent.train_step(data)
+    return int(counter.get_total_flops())
+
+
+def _profile(agent: Dreamer, data: dict[str, np.ndarray], device: torch.device, updates: int = 3) -> dict[str, float]:
+    """Kernel launches and GPU busy fraction per update (CUDA), or aten operations (CPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    _sync(device)
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for _ in range(updates):
+            agent.train_step(data)
+        _sync(device)
+        wall = time.perf_counter() - start
+    events = prof.key_averages()
+    if device.type != "cuda":
+        ops = sum(event.count for event in events if event.key.startswith("aten::"))
+        return {"aten_ops_per_update": ops / updates}
+    launches = {"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cudaGraphLaunch"}
+    launched = sum(event.count for event in events if event.key in launches)
+    graphs = sum(event.count for event in events if event.key == "cudaGraphLaunch")
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    busy = sum(e.device_time for e in kernels) / 1e6  # microseconds
     return {
-        "params_m": params / 1e6,
-        "first_update_s": first,
-        "updates_per_s": rate,
-        "updates_per_s_min": min(rates),
-        "updates_per_s_max": max(rates),
-        "gflop_per_update": flops / 1e9,
-        "gflop_per_s": flops / 1e9 * rate,
-        "matmul_gflop_per_s": float(np.median(matmuls)),
-        "fraction_of_matmul": float(np.median(fractions)),
-        "peak_memory_gb": peak,
+        "launches_per_update": launched / updates,
+        "graph_launches_per_update": graphs / updates,
+        "kernels_per_update": len(kernels) / updates,
+        "gpu_busy_fraction": busy / wall,
     }
 
 
-def measure_loop(args: argparse.Namespace, size: str) -> float:
-    """Environment steps/s of the whole training loop after prefill."""
+def measure_loop(args: argparse.Namespace, presets: list[str], overrides: dict[str, str]) -> float:
+    """Environment steps/s of the whole training loop after prefill (and the warm-up)."""
     with tempfile.TemporaryDirectory() as logdir:
-        overrides = {
-            **size_overrides(size),
+        values = {
+            **overrides,
             "logdir": logdir,
             "env.name": args.env,
             "env.parallel": "serial",
@@ -136,15 +238,15 @@ def measure_loop(args: argparse.Namespace, size: str) -> float:
             "log.progress": "false",
             "dreamer.device": args.device,
         }
-        config = load_config(["dreamerv3", "dmc_proprio"], overrides={**overrides, "dreamer.steps": "1100"})
-        train(config)  # prefill and the first updates
-        config = load_config(
-            ["dreamerv3", "dmc_proprio"],
-            overrides={**overrides, "dreamer.steps": str(1100 + args.loop_steps)},
-        )
+        train(load_config(presets, overrides={**values, "dreamer.steps": "1100"}))  # prefill, warm-up
+        config = load_config(presets, overrides={**values, "dreamer.steps": str(1100 + args.loop_steps)})
         start = time.perf_counter()
         train(config)
         return args.loop_steps / (time.perf_counter() - start)
+
+
+def _params(agent: Dreamer) -> int:
+    return sum(p.numel() for p in agent.parameters() if p.requires_grad)
 
 
 def _sync(device: torch.device) -> None:
@@ -160,22 +262,46 @@ def _peak_memory_gb(device: torch.device) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
-    parser.add_argument("--env", default="dmc/walker-walk")
+    parser.add_argument("--sizes", nargs="+", default=["small", "medium"], choices=[*CPU_SIZES, *PRESET_SIZES])
+    parser.add_argument("--obs", nargs="+", default=["vector"], choices=["vector", "image"])
+    parser.add_argument("--precision", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
+    parser.add_argument("--compile", nargs="+", default=["auto"], choices=["auto", "none", "compile", "cudagraphs"])
+    parser.add_argument("--batch", nargs="+", type=int, default=[16])
+    parser.add_argument("--env", default="dmc/walker-walk", help="the task of vector batches ('' for random)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--updates", type=int, default=5, help="timed updates per block")
-    parser.add_argument("--blocks", type=int, default=3, help="timed blocks, each with a matmul rate")
+    parser.add_argument("--blocks", type=int, default=3, help="timed blocks")
+    parser.add_argument("--profile", action="store_true", help="kernels and GPU busy fraction (CUDA), ops (CPU)")
     parser.add_argument("--loop-steps", type=int, default=0, help="policy steps of the full-loop measurement")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tune_allocator()
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {pick_device(args.device)}")
-    for size in args.sizes:
-        row = measure_updates(args, size)
-        if args.loop_steps:
-            row["loop_env_steps_per_s"] = measure_loop(args, size)
-        print(size, " ".join(f"{key}={value:.3g}" for key, value in row.items()), flush=True)
+    device = pick_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")  # as training does: tf32 matmuls for float32
+        args.peaks = gpu_peaks(device)
+        print(f"peak TFLOP/s (8192^3): tf32 {args.peaks['float32']:.0f}, bf16 {args.peaks['bfloat16']:.0f}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device} ({name})", flush=True)
+    rows = []
+    keys = ("size", "obs", "precision", "compile", "batch")
+    for values in itertools.product(args.sizes, args.obs, args.precision, args.compile, args.batch):
+        case = dict(zip(keys, values, strict=True))
+        try:
+            row = measure(args, device, case)
+        except torch.OutOfMemoryError:
+            print(" ".join(str(v) for v in values), "out of memory", flush=True)
+            continue
+        rows.append(row)
+        fields = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+        print(fields, flush=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({"device": name, "torch": torch.__version__, "rows": rows}, file, indent=1)
 
 
 if __name__ == "__main__":

@@ -51,18 +51,21 @@ def test_stopping_the_learning_benchmark_stops_its_training_runs(tmp_path):
             parent.kill()
 
 
-def test_throughput_benchmark_prints_its_figures_per_size():
+def test_throughput_benchmark_prints_its_figures_per_size(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    command = [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--sizes", "small"]
-    result = subprocess.run(
-        [*command, "--updates", "1", "--blocks", "2"], env=env, capture_output=True, text=True, timeout=600
-    )
+    command = [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--sizes", "small", "--profile"]
+    command += ["--updates", "1", "--blocks", "2", "--json", str(tmp_path / "rows.json")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    row = next(line for line in result.stdout.splitlines() if line.startswith("small "))
-    figures = dict(item.split("=") for item in row.split()[1:])
+    row = next(line for line in result.stdout.splitlines() if line.startswith("size=small "))
+    figures = dict(item.split("=") for item in row.split())
     assert float(figures["updates_per_s_min"]) <= float(figures["updates_per_s"])
     assert float(figures["updates_per_s"]) <= float(figures["updates_per_s_max"])
-    assert float(figures["fraction_of_matmul"]) > 0 and float(figures["gflop_per_update"]) > 1
+    assert float(figures["ms_per_update"]) == pytest.approx(1e3 / float(figures["updates_per_s"]), rel=0.01)
+    assert float(figures["fraction_of_peak"]) > 0 and float(figures["gflop_per_update"]) > 1
+    assert float(figures["aten_ops_per_update"]) > 1000 and figures["compile"] == "auto"
+    saved = json.loads((tmp_path / "rows.json").read_text())
+    assert saved["device"] == "cpu" and saved["rows"][0]["size"] == "small"
 
 
 def test_learning_benchmark_reads_the_action_repeat_of_its_runs(tmp_path, monkeypatch):

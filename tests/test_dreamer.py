@@ -6,12 +6,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from dreamworld.algos.dreamer.agent import Dreamer, _free_nats
+from dreamworld.algos.dreamer.agent import Dreamer, _free_nats, compile_mode
 from dreamworld.config import load_config
 from dreamworld.models.rssm import RSSM
 from dreamworld.nn.functional import sample_onehot
+from dreamworld.errors import ConfigError
 from dreamworld.run.checkpoint import load_checkpoint, save_checkpoint
+from dreamworld.run.train import DeviceMeans
 
 TINY = {
     "dreamer.world_model.deter": "32",
@@ -371,3 +374,135 @@ def test_vector_norm_standardises_with_the_first_batch_and_is_saved(tmp_path):
     np.testing.assert_array_equal(agent.policy(obs, mode="mode")[0], loaded.policy(obs, mode="mode")[0])
     plain = make_agent("vector", "continuous")
     assert plain.vector_norm is None and "vector_norm.mean" not in plain.state_dict()
+
+
+class SyncCounter(TorchDispatchMode):
+    """Counts the operations that read a device value back to the host."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.syncs: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.item.default):
+            self.syncs.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("action", ["discrete", "continuous"])
+@pytest.mark.parametrize("obs", ["vector", "image"])
+def test_an_update_never_reads_a_value_back_to_the_host(preset, action, obs):
+    """A GPU update that waits for the host at every .item() spends its time idle (issue 18)."""
+    agent = make_agent(obs, action, preset, **{"dreamer.world_model.vector_norm": str(obs == "vector")})
+    data = fake_batch(obs, action)
+    for _ in range(2):  # the first update also fits vector_norm
+        with SyncCounter() as counter:
+            metrics = agent.train_step(data)
+        assert counter.syncs == []
+    assert all(isinstance(value, torch.Tensor) and value.shape == () for value in metrics.values())
+
+
+def compiled_against_eager(preset: str, obs: str, action: str) -> None:
+    """One update of a compiled agent and of an eager one from the same weights and random numbers:
+    the same losses, parameters and optimiser states."""
+    eager = make_agent(obs, action, preset, **{"dreamer.compile": "none"})
+    compiled = make_agent(obs, action, preset, **{"dreamer.compile": "compile"})
+    compiled.load_state_dict(eager.state_dict())
+    data = fake_batch(obs, action)
+    torch.manual_seed(1)
+    expected = floats(eager.train_step(data))
+    torch.manual_seed(1)
+    got = floats(compiled.train_step(data))
+    assert got == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    for (name, a), b in zip(eager.named_parameters(), compiled.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+    for name, opt in eager.opts.items():
+        torch.testing.assert_close(opt.moment2, compiled.opts[name].moment2, rtol=1e-4, atol=1e-8)
+        assert float(opt.count) == float(compiled.opts[name].count) == 1
+    torch.manual_seed(2)
+    assert finite(compiled.train_step(fake_batch(obs, action, seed=1)))  # no recompilation error
+
+
+def test_compiled_update_traces_into_whole_graphs_and_equals_the_eager_one(monkeypatch):
+    """fullgraph=True fails on any graph break; the AOT-autograd backend checks the traced graphs
+    without code generation (the Inductor runs are the slow tests below)."""
+    options = Dreamer._compile_options
+    monkeypatch.setattr(Dreamer, "_compile_options", lambda self: {**options(self), "backend": "aot_eager"})
+    compiled_against_eager("dreamerv3", "vector", "continuous")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("preset", "obs", "action"),
+    [("dreamerv1", "image", "continuous"), ("dreamerv2", "vector", "discrete"), ("dreamerv3", "image", "discrete")],
+)
+def test_inductor_compiled_update_equals_the_eager_one(preset, obs, action):
+    import torch._inductor.config
+
+    with torch._inductor.config.patch(fallback_random=True):  # eager kernels' random numbers
+        compiled_against_eager(preset, obs, action)
+
+
+def test_warmup_compiles_and_puts_everything_back(monkeypatch):
+    options = Dreamer._compile_options
+    monkeypatch.setattr(Dreamer, "_compile_options", lambda self: {**options(self), "backend": "eager"})
+    agent = make_agent("vector", "discrete", "dreamerv3", **{"dreamer.compile": "compile"})
+    before = {key: value.clone() for key, value in agent.state_dict().items()}
+    counts = {name: float(opt.count) for name, opt in agent.opts.items()}
+    torch.manual_seed(4)
+    expected = torch.rand(3)
+    torch.manual_seed(4)
+    assert agent.warmup(fake_batch("vector", "discrete"), steps=2) > 0
+    assert torch.equal(torch.rand(3), expected)  # the random stream continues as if nothing ran
+    for key, value in agent.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert {name: float(opt.count) for name, opt in agent.opts.items()} == counts
+    assert make_agent().warmup(fake_batch("vector", "discrete")) == 0.0  # eager: nothing to compile
+
+
+def test_compile_auto_is_eager_on_the_cpu():
+    assert make_agent().compile_mode == "none" and make_agent().sparse
+    assert compile_mode("auto", torch.device("cuda")) == "cudagraphs"
+    with pytest.raises(ConfigError, match="dreamer.compile"):
+        tiny_config("dreamerv3", **{"dreamer.compile": "fast"})
+
+
+def test_bfloat16_runs_matmuls_in_bfloat16_and_keeps_losses_distributions_and_state_in_float32():
+    agent = make_agent("image", "continuous", "dreamerv3", **{"dreamer.precision": "bfloat16"})
+    seen: dict[str, torch.dtype] = {}
+    agent.wm.reward.mlp.register_forward_hook(lambda module, args, out: seen.update(mlp=out.dtype))
+    data = fake_batch("image", "continuous")
+    batch = agent.preprocess(data)
+    with agent._autocast():
+        loss, post, metrics = agent.world_model_loss(batch)
+        dists = agent.wm.heads(agent.wm.rssm.feat(post))
+        traj, actions = agent.imagine({key: value.detach().flatten(0, 1) for key, value in post.items()})
+        policy = agent.actor(agent.wm.rssm.sparse_feat(traj))
+    assert seen["mlp"] == torch.bfloat16  # the matmuls did run in bfloat16
+    assert loss.dtype == torch.float32 and finite(metrics)
+    assert all(post[key].dtype == torch.float32 for key in ("deter", "stoch", "logits"))
+    assert traj["deter"].dtype == torch.float32 and actions.dtype == torch.float32
+    assert dists["image"].mode().dtype == dists["reward"].logits.dtype == torch.float32
+    assert dists["reward"].mode().dtype == torch.float32 and policy.mean.dtype == torch.float32
+    assert finite(agent.train_step(data))
+    assert all(m.dtype == torch.float32 for opt in agent.opts.values() for m in opt.moment1)
+
+
+def test_the_actors_returns_reach_the_states_through_the_critic_but_not_its_weights():
+    agent = make_agent("vector", "continuous", "dreamerv3", **{"dreamer.actor.grad_continuous": "dynamics"})
+    torch.nn.init.normal_(agent.critic.net.out.weight)  # zero at first: no gradient to see
+    feat = torch.randn(4, agent.wm.rssm.feat_size, requires_grad=True)
+    agent.critic.value_through(feat).sum().backward()
+    assert feat.grad is not None and feat.grad.abs().sum() > 0
+    assert all(p.grad is None for p in agent.critic.parameters())
+    torch.testing.assert_close(agent.critic.value_through(feat), agent.critic(feat).mode())
+
+
+def test_device_means_average_each_metric_over_updates():
+    means = DeviceMeans()
+    means.add({"a": torch.tensor(1.0), "b": torch.tensor(4.0)})
+    means.add({"a": torch.tensor(3.0), "b": torch.tensor(0.0)})
+    means.add({"c": torch.tensor(5.0)})
+    assert means.read() == {"a": 2.0, "b": 2.0, "c": 5.0}
+    assert means.read() == {}

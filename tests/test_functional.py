@@ -11,6 +11,8 @@ from dreamworld.nn.functional import (
     bin_mean,
     is_mirrored,
     lambda_return,
+    onehot,
+    quantiles,
     symexp,
     symlog,
     symlog_bins,
@@ -229,3 +231,39 @@ def test_conv_stacks_give_the_same_result_in_either_memory_layout():
     with torch.no_grad():
         torch.testing.assert_close(encoder(images), torch.cat([encoder(image[None]) for image in images]))
         torch.testing.assert_close(decoder(feat), torch.cat([decoder(row[None]) for row in feat]))
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 1000])
+def test_quantiles_equal_torch_quantile(size):
+    x = torch.randn(size, 3, generator=torch.Generator().manual_seed(size))
+    qs = (0.0, 0.05, 0.5, 0.95, 1.0)
+    torch.testing.assert_close(quantiles(x, qs), torch.quantile(x.flatten(), torch.tensor(qs)))
+
+
+def test_onehot_equals_f_one_hot():
+    index = torch.tensor([[0, 3], [2, 1]])
+    expected = torch.nn.functional.one_hot(index, 4).float()
+    assert torch.equal(onehot(index, 4), expected)
+    assert onehot(index, 4, torch.bfloat16).dtype == torch.bfloat16
+
+
+def test_action_distributions_equal_torch_distributions():
+    """The Normal heads write their formulas out; torch.distributions is the reference."""
+    from torch.distributions import Normal, TanhTransform, TransformedDistribution
+
+    from dreamworld.nn.dists import BoundedNormal, TanhNormal
+
+    raw = torch.randn(5, 6, generator=torch.Generator().manual_seed(0))
+    value = torch.rand(5, 3, generator=torch.Generator().manual_seed(1)) * 1.8 - 0.9
+    bounded = BoundedNormal(raw, 0.1, 1.0)
+    mean, std = raw.chunk(2, -1)
+    reference = Normal(torch.tanh(mean), 0.9 * torch.sigmoid(std + 2.0) + 0.1)
+    torch.testing.assert_close(bounded.log_prob(value), reference.log_prob(value).sum(-1))
+    torch.testing.assert_close(bounded.entropy(), reference.entropy().sum(-1))
+    squashed = TanhNormal(raw, 0.1)
+    base = Normal(squashed.mean, squashed.std)
+    tanh = TransformedDistribution(base, TanhTransform())
+    torch.testing.assert_close(squashed.log_prob(value), tanh.log_prob(value).sum(-1), rtol=1e-5, atol=1e-5)
+    torch.manual_seed(2)
+    sample = squashed.sample()
+    assert sample.abs().max() < 1 and sample.shape == (5, 3)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -245,3 +247,21 @@ def test_step_clocks_write_metrics_and_checkpoints(tmp_path):
     assert len(periodic) >= 4 and all(b - a >= 50 for a, b in itertools.pairwise(periodic))
     state = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")
     assert state["replay"]["generation"] == 3  # after steps 101 and 201, and the final save at 300
+
+
+def test_trains_without_imageio_ffmpeg_writing_gifs(tmp_path):
+    """GPU machines with a preinstalled torch often lack imageio-ffmpeg: the package imports, trains
+    and writes its videos as GIFs, with one warning."""
+    script = (
+        "import sys, warnings; sys.modules['imageio_ffmpeg'] = None\n"
+        "from dreamworld.cli import main\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        f"    code = main(['train', '--logdir', {str(tmp_path)!r}, '--steps', '200', *{TINY!r}])\n"
+        "print('warnings', sum('imageio-ffmpeg' in str(w.message) for w in caught))\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "warnings 1" in done.stdout
+    assert list((tmp_path / "videos").glob("eval_video_*.gif")) and not list((tmp_path / "videos").glob("*.mp4"))

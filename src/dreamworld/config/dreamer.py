@@ -168,8 +168,8 @@ class DreamerConfig:
     report_every: int = option("updates between open-loop prediction videos; 0 disables", 2_000)
     device: str = option("auto (cuda if available), cpu or cuda[:N]", "auto")
     precision: str = option(
-        "float32, or bfloat16: matmuls and convolutions in bfloat16 (autocast), losses, distributions, "
-        "recurrent state and optimiser state in float32",
+        "float32 (tf32 matmuls on a GPU), or bfloat16: matmuls and convolutions in bfloat16 (autocast); "
+        "losses, distributions, recurrent state and optimiser state stay float32",
         "float32",
     )
     compile: str = option(

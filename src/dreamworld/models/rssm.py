@@ -320,10 +320,9 @@ class RSSM(nn.Module):
             state = self.initial(len(is_first)) if init is None else init
             prev_action = torch.zeros_like(prev_action)
         else:
-            keep = (~is_first).to(prev_action.dtype)
-            init = self.initial(len(keep)) if init is None else init
-            state = {key: _mask(value, keep) + _mask(init[key], 1 - keep) for key, value in state.items()}
-            prev_action = prev_action * keep[:, None]
+            init = self.initial(len(is_first)) if init is None else init
+            state = {key: _where(is_first, init[key], value) for key, value in state.items()}
+            prev_action = _where(is_first, torch.zeros_like(prev_action), prev_action)
         deter = self._core(state, prev_action)
         stats = self.latent.stats(self.post_net(self.post_deter(deter) + embed_part))
         stoch = self.latent.sample(stats) if sample else self.latent.mode(stats)
@@ -381,8 +380,9 @@ class RSSM(nn.Module):
         return flat if dense is None else torch.cat([dense, flat], -1)
 
 
-def _mask(value: Tensor, keep: Tensor) -> Tensor:
-    return value * keep.reshape(-1, *([1] * (value.dim() - 1)))
+def _where(first: Tensor, init: Tensor, value: Tensor) -> Tensor:
+    """``init`` in the rows where ``first`` (``(B,)``) is set, else ``value``."""
+    return torch.where(first.reshape(-1, *([1] * (value.dim() - 1))), init, value)
 
 
 def reset_pattern(is_first: np.ndarray) -> list[str]:

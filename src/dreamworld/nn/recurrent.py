@@ -40,7 +40,7 @@ class GRUCell(nn.Module):
         reset, cand, update = parts.chunk(3, -1)
         cand = torch.tanh(torch.sigmoid(reset) * cand)
         update = torch.sigmoid(update + self.update_bias)
-        return update * cand + (1 - update) * deter
+        return torch.lerp(deter, cand, update)  # update * cand + (1 - update) * deter, in one op
 
 
 class BlockLinear(nn.Module):
@@ -119,4 +119,4 @@ class BlockGRU(nn.Module):
         reset, cand, update = (part.reshape(*lead, -1) for part in (reset, cand, update))
         cand = torch.tanh(torch.sigmoid(reset) * cand)
         update = torch.sigmoid(update + self.update_bias)
-        return update * cand + (1 - update) * deter
+        return torch.lerp(deter, cand, update)  # update * cand + (1 - update) * deter, in one op

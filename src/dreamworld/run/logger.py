@@ -36,7 +36,6 @@ from types import SimpleNamespace, TracebackType
 from typing import Any, TypedDict, TypeVar
 
 import imageio.v3 as iio
-import imageio_ffmpeg
 import numpy as np
 from rich.console import Console
 from rich.errors import LiveError
@@ -452,11 +451,25 @@ def _free_path(directory: Path, stem: str, suffix: str) -> Path:
     return path
 
 
+_warned_no_ffmpeg = False
+
+
 def _write_video_file(path: Path, frames: np.ndarray, fps: int, gif: bytes) -> Path:
-    """Writes an H.264 MP4 at ``path``, or the GIF next to it if ffmpeg fails."""
+    """Writes an H.264 MP4 at ``path``, or the GIF next to it if ffmpeg fails or is not installed."""
+    global _warned_no_ffmpeg
     try:
         _write_mp4(path, frames, fps)
         return path
+    except ImportError:
+        # GPU machines with a preinstalled torch often lack imageio-ffmpeg (a 68 MB wheel): train on,
+        # with GIFs, and say so once.
+        if not _warned_no_ffmpeg:
+            warnings.warn(
+                "imageio-ffmpeg is not installed: videos are written as GIFs (pip install imageio-ffmpeg "
+                "for MP4)",
+                stacklevel=3,
+            )
+            _warned_no_ffmpeg = True
     except (OSError, RuntimeError) as error:
         path.unlink(missing_ok=True)
         warnings.warn(f"ffmpeg could not write {path} ({error}); writing a GIF", stacklevel=3)
@@ -467,6 +480,8 @@ def _write_video_file(path: Path, frames: np.ndarray, fps: int, gif: bytes) -> P
 
 
 def _write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
+    import imageio_ffmpeg  # optional: ImportError makes the caller write a GIF
+
     # yuv420p stores colour at half resolution, so H.264 needs even sizes: pad by one edge pixel
     # rather than let imageio-ffmpeg rescale to multiples of 16 (blurry, and it warns).
     _, height, width, _ = frames.shape

@@ -102,6 +102,8 @@ def train(config: Config, agent: Dreamer | None = None) -> TrainResult:
     with env, eval_env:
         if agent is None:
             agent = Dreamer(config.dreamer, env.obs_space, env.act_space, pick_device(config.dreamer.device))
+        if agent.device.type == "cuda":
+            torch.set_float32_matmul_precision("high")  # float32 runs take tf32 matmuls on a GPU
         loop = _Loop(config, agent, env, eval_env)
         return loop.run()
 

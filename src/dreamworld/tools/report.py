@@ -100,7 +100,7 @@ def _videos(page: Page, logdir: Path) -> None:
         ("wm_open_loop", "Open-loop predictions", 2),
         ("eval_video", "Evaluation episodes", 2),
     ):
-        found = sorted(directory.glob(f"{prefix}_*.mp4"), key=_step_of)
+        found = sorted([*directory.glob(f"{prefix}_*.mp4"), *directory.glob(f"{prefix}_*.gif")], key=_step_of)
         if not found:
             continue
         page.section(title)

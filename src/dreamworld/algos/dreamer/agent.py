@@ -167,6 +167,10 @@ class Dreamer(nn.Module):
         """``function`` through ``torch.compile`` (whole graphs, static shapes), or as it is."""
         if self.compile_mode == "none":
             return function
+        # Each agent's graphs are its own (its parameters are their inputs): a process that builds
+        # several agents (seeds in a notebook, a benchmark's rows) needs more versions of a function
+        # than dynamo's default of 8.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         return torch.compile(function, **self._compile_options())
 
     # ----------------------------------------------------------------------------------------------
