@@ -1,7 +1,7 @@
 """Dreamer training throughput: time per update, FLOP rate against the device's peak, kernels, memory.
 
-DreamerV3 updates on replayed batches of ``B x 64`` for every combination of the chosen model sizes, observations, precisions, compile modes
-and batch sizes:
+DreamerV3 updates on replayed batches of ``B x 64`` for every combination of the chosen model sizes,
+observations, precisions, compile modes and batch sizes:
 
 - sizes: ``small`` (deter 128, units 128, about 1.5M parameters) and ``medium`` (deter 512, units
   512, about 10M), the CPU records' sizes; ``size1m``, ``size12m``, ``size25m``, ``size50m``, DreamerV3's
@@ -194,7 +194,9 @@ def _flops(config: Any, data: dict[str, np.ndarray], device: torch.device) -> in
     return int(counter.get_total_flops())
 
 
-def _profile(agent: Dreamer, data: dict[str, np.ndarray], device: torch.device, updates: int = 3) -> dict[str, float]:
+def _profile(
+    agent: Dreamer, data: dict[str, np.ndarray], device: torch.device, updates: int = 3
+) -> dict[str, float]:
     """Kernel launches and GPU busy fraction per update (CUDA), or aten operations (CPU)."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -262,16 +264,22 @@ def _peak_memory_gb(device: torch.device) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["small", "medium"], choices=[*CPU_SIZES, *PRESET_SIZES])
+    parser.add_argument(
+        "--sizes", nargs="+", default=["small", "medium"], choices=[*CPU_SIZES, *PRESET_SIZES]
+    )
     parser.add_argument("--obs", nargs="+", default=["vector"], choices=["vector", "image"])
     parser.add_argument("--precision", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
-    parser.add_argument("--compile", nargs="+", default=["auto"], choices=["auto", "none", "compile", "cudagraphs"])
+    parser.add_argument(
+        "--compile", nargs="+", default=["auto"], choices=["auto", "none", "compile", "cudagraphs"]
+    )
     parser.add_argument("--batch", nargs="+", type=int, default=[16])
     parser.add_argument("--env", default="dmc/walker-walk", help="the task of vector batches ('' for random)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--updates", type=int, default=5, help="timed updates per block")
     parser.add_argument("--blocks", type=int, default=3, help="timed blocks")
-    parser.add_argument("--profile", action="store_true", help="kernels and GPU busy fraction (CUDA), ops (CPU)")
+    parser.add_argument(
+        "--profile", action="store_true", help="kernels and GPU busy fraction (CUDA), ops (CPU)"
+    )
     parser.add_argument("--loop-steps", type=int, default=0, help="policy steps of the full-loop measurement")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", help="also write the rows to this file")
@@ -284,15 +292,19 @@ def main() -> None:
         torch.set_float32_matmul_precision("high")  # as training does: tf32 matmuls for float32
         args.peaks = gpu_peaks(device)
         print(f"peak TFLOP/s (8192^3): tf32 {args.peaks['float32']:.0f}, bf16 {args.peaks['bfloat16']:.0f}")
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device} ({name})", flush=True)
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device} ({name})", flush=True
+    )
     rows = []
     keys = ("size", "obs", "precision", "compile", "batch")
     for values in itertools.product(args.sizes, args.obs, args.precision, args.compile, args.batch):
         case = dict(zip(keys, values, strict=True))
         try:
             row = measure(args, device, case)
-        except torch.OutOfMemoryError:
-            print(" ".join(str(v) for v in values), "out of memory", flush=True)
+        except Exception as error:  # one failing row (out of memory, a compiler error) ends only itself
+            print(
+                " ".join(str(v) for v in values), f"failed: {type(error).__name__}: {error}"[:400], flush=True
+            )
             continue
         rows.append(row)
         fields = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())

@@ -10,9 +10,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from dreamworld.algos.dreamer.agent import Dreamer, _free_nats, compile_mode
 from dreamworld.config import load_config
+from dreamworld.errors import ConfigError
 from dreamworld.models.rssm import RSSM
 from dreamworld.nn.functional import sample_onehot
-from dreamworld.errors import ConfigError
 from dreamworld.run.checkpoint import load_checkpoint, save_checkpoint
 from dreamworld.run.train import DeviceMeans
 
@@ -435,7 +435,11 @@ def test_compiled_update_traces_into_whole_graphs_and_equals_the_eager_one(monke
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("preset", "obs", "action"),
-    [("dreamerv1", "image", "continuous"), ("dreamerv2", "vector", "discrete"), ("dreamerv3", "image", "discrete")],
+    [
+        ("dreamerv1", "image", "continuous"),
+        ("dreamerv2", "vector", "discrete"),
+        ("dreamerv3", "image", "discrete"),
+    ],
 )
 def test_inductor_compiled_update_equals_the_eager_one(preset, obs, action):
     import torch._inductor.config
@@ -464,7 +468,7 @@ def test_warmup_compiles_and_puts_everything_back(monkeypatch):
 def test_compile_auto_is_eager_on_the_cpu():
     assert make_agent().compile_mode == "none" and make_agent().sparse
     assert compile_mode("auto", torch.device("cuda")) == "cudagraphs"
-    with pytest.raises(ConfigError, match="dreamer.compile"):
+    with pytest.raises(ConfigError, match=r"dreamer\.compile"):
         tiny_config("dreamerv3", **{"dreamer.compile": "fast"})
 
 
@@ -506,3 +510,18 @@ def test_device_means_average_each_metric_over_updates():
     means.add({"c": torch.tensor(5.0)})
     assert means.read() == {"a": 2.0, "b": 2.0, "c": 5.0}
     assert means.read() == {}
+
+
+def test_a_compiler_that_fails_leaves_an_eager_agent_that_trains(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C compiler here")
+
+    options = Dreamer._compile_options
+    monkeypatch.setattr(Dreamer, "_compile_options", lambda self: {**options(self), "backend": broken})
+    agent = make_agent("vector", "discrete", "dreamerv3", **{"dreamer.compile": "compile"})
+    before = {key: value.clone() for key, value in agent.state_dict().items()}
+    with pytest.warns(UserWarning, match="dreamer.compile compile failed .*no C compiler here"):
+        agent.warmup(fake_batch("vector", "discrete"))
+    assert agent.compile_mode == "none" and agent.sparse
+    assert all(torch.equal(value, before[key]) for key, value in agent.state_dict().items())
+    assert finite(agent.train_step(fake_batch("vector", "discrete")))

@@ -69,7 +69,13 @@ CASES = [
 @pytest.mark.parametrize(("name", "options"), CASES)
 def test_optimiser_matches_the_naive_reference(name, options):
     fast, slow = net(), net()
-    opt = Optimizer(fast, name, lr=1e-2, eps=options.get("eps", 1e-8), **_only(options, "clip", "agc", "weight_decay", "warmup"))
+    opt = Optimizer(
+        fast,
+        name,
+        lr=1e-2,
+        eps=options.get("eps", 1e-8),
+        **_only(options, "clip", "agc", "weight_decay", "warmup"),
+    )
     norms = [float(opt.step(loss_of(fast, t))) for t in range(1, 6)]
     expected = reference_steps(slow, name, 5, lr=1e-2, **options)
     assert norms == pytest.approx(expected, rel=1e-5)

@@ -264,4 +264,6 @@ def test_trains_without_imageio_ffmpeg_writing_gifs(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "warnings 1" in done.stdout
-    assert list((tmp_path / "videos").glob("eval_video_*.gif")) and not list((tmp_path / "videos").glob("*.mp4"))
+    assert list((tmp_path / "videos").glob("eval_video_*.gif")) and not list(
+        (tmp_path / "videos").glob("*.mp4")
+    )

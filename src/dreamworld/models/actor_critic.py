@@ -121,12 +121,14 @@ class Critic(nn.Module):
         The choice is arithmetic on the device-side counter (a fraction of 0 on the calls in between),
         not a branch on its value, so nothing is read back to the host.
         """
-        slow, fast = list(self.slow.parameters()), list(self.net.parameters())
+        slow: list[Tensor] = list(self.slow.parameters())
+        fast: list[Tensor] = list(self.net.parameters())
         if self.slow_every == 1:
             torch._foreach_lerp_(slow, fast, self.slow_fraction)
         else:
             due = (self.updates % self.slow_every == 0).float()
-            torch._foreach_add_(slow, torch._foreach_mul(torch._foreach_sub(fast, slow), due * self.slow_fraction))
+            step = torch._foreach_mul(torch._foreach_sub(fast, slow), due * self.slow_fraction)
+            torch._foreach_add_(slow, list(step))
         self.updates += 1
 
 

@@ -391,5 +391,5 @@ def reset_pattern(is_first: np.ndarray) -> list[str]:
     Read on the host before the batch moves to the device, so :meth:`RSSM.observe` skips the reset
     arithmetic at steps where no sequence starts without reading anything back.
     """
-    some, every = is_first.any(0), is_first.all(0)
-    return ["every" if e else "some" if s else "none" for s, e in zip(some.tolist(), every.tolist(), strict=True)]
+    some, every = np.any(is_first, 0).tolist(), np.all(is_first, 0).tolist()
+    return ["every" if e else "some" if s else "none" for s, e in zip(some, every, strict=True)]

@@ -116,10 +116,7 @@ class Optimizer:
         chosen = [i for i, p in enumerate(self.params) if p.grad is not None]
         params = [self.params[i] for i in chosen]
         grads = [p.grad for p in params if p.grad is not None]
-        if self.agc:
-            norm = adaptive_clip_(params, grads, self.agc)
-        else:
-            norm = global_clip_(grads, self.clip)
+        norm = adaptive_clip_(params, grads, self.agc) if self.agc else global_clip_(grads, self.clip)
         if self.weight_decay:
             torch._foreach_mul_(params, 1 - self.weight_decay)
         self.count += 1
@@ -136,7 +133,7 @@ class Optimizer:
         torch._foreach_add_(rms, self.eps)
         if self.name == "adam":
             torch._foreach_lerp_(moment1, grads, 1 - beta1)
-            update = torch._foreach_div(moment1, rms)
+            update = list(torch._foreach_div(moment1, rms))
         else:
             torch._foreach_lerp_(moment1, torch._foreach_div(grads, rms), 1 - beta1)
             update = moment1
@@ -170,7 +167,9 @@ class Optimizer:
                     mine.zero_()
                     continue
                 if mine.shape != value.shape:
-                    raise ValueError(f"size mismatch: saved {key} {tuple(value.shape)}, here {tuple(mine.shape)}")
+                    raise ValueError(
+                        f"size mismatch: saved {key} {tuple(value.shape)}, here {tuple(mine.shape)}"
+                    )
                 mine.copy_(value)
         self.count.copy_(torch.as_tensor(state["count"]))
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -208,16 +209,35 @@ class Dreamer(nn.Module):
         rng = torch.random.get_rng_state()
         cuda_rng = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None
         began = time.perf_counter()
-        for _ in range(steps):
-            self.train_step(data)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        try:
+            for _ in range(steps):
+                self.train_step(data)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+        except Exception as error:  # a compiler that cannot build here must not stop the training
+            reason: BaseException = error
+            while (inner := reason.__cause__ or getattr(reason, "inner_exception", None)) is not None:
+                reason = inner  # the compiler wraps the reason
+            first = (str(reason).strip().splitlines() or [""])[0][:200]
+            warnings.warn(
+                f"dreamer.compile {self.compile_mode} failed ({type(reason).__name__}: {first}); training "
+                "eagerly (set --dreamer.compile none to skip the attempt)",
+                stacklevel=2,
+            )
+            self._use_eager()
         seconds = time.perf_counter() - began
         self.load_training_state(saved)
         torch.random.set_rng_state(rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
         return seconds
+
+    def _use_eager(self) -> None:
+        """Drops the compiled update for the eager one."""
+        self.compile_mode, self.sparse = "none", True
+        self._world_model_loss, self._behaviour = self.world_model_loss, self.behaviour
+        for opt in self.opts.values():
+            opt.__dict__.pop("apply", None)  # the class's eager method again
 
     @contextmanager
     def _frozen_world_model(self) -> Iterator[None]:
@@ -311,7 +331,9 @@ class Dreamer(nn.Module):
         with torch.set_grad_enabled(self.actor_grad != "reinforce"):
             return self.wm.rssm.imagine(self.actor, start, self.config.horizon, sparse=self.sparse)
 
-    def behaviour(self, start: State, batch: dict[str, Tensor], post: State) -> tuple[Tensor, Tensor, Metrics]:
+    def behaviour(
+        self, start: State, batch: dict[str, Tensor], post: State
+    ) -> tuple[Tensor, Tensor, Metrics]:
         """Imagination from the flattened posterior ``start`` states, then the actor and critic losses
         (the world model frozen by the caller)."""
         traj, actions = self._imagine(start)
