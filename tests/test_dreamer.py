@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from dreamworld.algos.dreamer.agent import Dreamer, _free_nats, compile_mode
+from dreamworld.algos.dreamer import compiled
+from dreamworld.algos.dreamer.agent import Dreamer, _free_nats
 from dreamworld.config import load_config
 from dreamworld.errors import ConfigError
 from dreamworld.models.rssm import RSSM
@@ -427,8 +428,8 @@ def compiled_against_eager(preset: str, obs: str, action: str) -> None:
 def test_compiled_update_traces_into_whole_graphs_and_equals_the_eager_one(monkeypatch):
     """fullgraph=True fails on any graph break; the AOT-autograd backend checks the traced graphs
     without code generation (the Inductor runs are the slow tests below)."""
-    options = Dreamer._compile_options
-    monkeypatch.setattr(Dreamer, "_compile_options", lambda self: {**options(self), "backend": "aot_eager"})
+    options = compiled.compile_options
+    monkeypatch.setattr(compiled, "compile_options", lambda mode: {**options(mode), "backend": "aot_eager"})
     compiled_against_eager("dreamerv3", "vector", "continuous")
 
 
@@ -449,8 +450,8 @@ def test_inductor_compiled_update_equals_the_eager_one(preset, obs, action):
 
 
 def test_warmup_compiles_and_puts_everything_back(monkeypatch):
-    options = Dreamer._compile_options
-    monkeypatch.setattr(Dreamer, "_compile_options", lambda self: {**options(self), "backend": "eager"})
+    options = compiled.compile_options
+    monkeypatch.setattr(compiled, "compile_options", lambda mode: {**options(mode), "backend": "eager"})
     agent = make_agent("vector", "discrete", "dreamerv3", **{"dreamer.compile": "compile"})
     before = {key: value.clone() for key, value in agent.state_dict().items()}
     counts = {name: float(opt.count) for name, opt in agent.opts.items()}
@@ -467,7 +468,7 @@ def test_warmup_compiles_and_puts_everything_back(monkeypatch):
 
 def test_compile_auto_is_eager_on_the_cpu():
     assert make_agent().compile_mode == "none" and make_agent().sparse
-    assert compile_mode("auto", torch.device("cuda")) == "cudagraphs"
+    assert compiled.compile_mode("auto", torch.device("cuda")) == "cudagraphs"
     with pytest.raises(ConfigError, match=r"dreamer\.compile"):
         tiny_config("dreamerv3", **{"dreamer.compile": "fast"})
 
@@ -516,8 +517,8 @@ def test_a_compiler_that_fails_leaves_an_eager_agent_that_trains(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("no C compiler here")
 
-    options = Dreamer._compile_options
-    monkeypatch.setattr(Dreamer, "_compile_options", lambda self: {**options(self), "backend": broken})
+    options = compiled.compile_options
+    monkeypatch.setattr(compiled, "compile_options", lambda mode: {**options(mode), "backend": broken})
     agent = make_agent("vector", "discrete", "dreamerv3", **{"dreamer.compile": "compile"})
     before = {key: value.clone() for key, value in agent.state_dict().items()}
     with pytest.warns(UserWarning, match="dreamer.compile compile failed .*no C compiler here"):

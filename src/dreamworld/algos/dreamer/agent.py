@@ -15,9 +15,6 @@ See ``algos/dreamer/README.md`` for how each paper setting maps to an option.
 
 from __future__ import annotations
 
-import copy
-import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -30,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dreamworld.algos.dreamer.compiled import compile_mode, use_mode, warmup
 from dreamworld.config.dreamer import DreamerConfig, OptimConfig
 from dreamworld.errors import CheckpointError, DreamworldError
 from dreamworld.models.actor_critic import Actor, Critic, ReturnNorm
@@ -48,7 +46,6 @@ CHECKPOINT_KIND = "dreamer"
 Metrics = dict[str, Tensor]
 """Scalar device tensors: an update never reads a value back to the host; the training loop averages
 them on the device and reads them once per log interval."""
-COMPILE_MODES = ("none", "compile", "cudagraphs")
 PolicyState = tuple[State, Tensor] | None
 
 
@@ -61,6 +58,10 @@ class Dreamer(nn.Module):
         act_space: ``Discrete`` or ``Box`` in ``[-1, 1]``.
         device: Where the networks live.
     """
+
+    # The update's parts as they run: the methods below, or their compiled versions (.compiled).
+    _world_model_loss: Callable[[dict[str, Tensor], list[str] | None], tuple[Tensor, State, Metrics]]
+    _behaviour: Callable[[State, dict[str, Tensor], State], tuple[Tensor, Tensor, Metrics]]
 
     def __init__(
         self,
@@ -149,30 +150,8 @@ class Dreamer(nn.Module):
         }
         self.actor_grad = actor.grad_discrete if self.discrete else actor.grad_continuous
         self.run_config: Config | None = None
-        self.compile_mode = compile_mode(config.compile, self.device)
-        # The eager update takes two CPU shortcuts that depend on values: one-hot latents as indices
-        # (a custom kernel) and skipping resets at steps where no sequence starts (read on the host).
-        # A compiled update keeps every shape and branch static instead.
-        self.sparse = self.compile_mode == "none"
-        self._world_model_loss = self._compiled(self.world_model_loss)
-        self._behaviour = self._compiled(self.behaviour)
-        if self.compile_mode != "none":
-            for opt in self.opts.values():
-                opt.compile(self._compile_options())
-
-    def _compile_options(self) -> dict[str, Any]:
-        mode = "reduce-overhead" if self.compile_mode == "cudagraphs" else None
-        return {"fullgraph": True, "dynamic": False, "mode": mode}
-
-    def _compiled(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        """``function`` through ``torch.compile`` (whole graphs, static shapes), or as it is."""
-        if self.compile_mode == "none":
-            return function
-        # Each agent's graphs are its own (its parameters are their inputs): a process that builds
-        # several agents (seeds in a notebook, a benchmark's rows) needs more versions of a function
-        # than dynamo's default of 8.
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-        return torch.compile(function, **self._compile_options())
+        self.compile_mode, self.sparse = "none", True
+        use_mode(self, compile_mode(config.compile, self.device))
 
     # ----------------------------------------------------------------------------------------------
     # Training
@@ -200,44 +179,9 @@ class Dreamer(nn.Module):
         return metrics
 
     def warmup(self, data: dict[str, np.ndarray], steps: int = 3) -> float:
-        """Compiles (and captures) the update before training: ``steps`` updates on ``data``, after
-        which networks, optimisers and random state are put back as they were. Returns the seconds
-        it took; an eager agent needs no warm-up (0)."""
-        if self.compile_mode == "none":
-            return 0.0
-        saved = copy.deepcopy(self.training_state())
-        rng = torch.random.get_rng_state()
-        cuda_rng = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None
-        began = time.perf_counter()
-        try:
-            for _ in range(steps):
-                self.train_step(data)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-        except Exception as error:  # a compiler that cannot build here must not stop the training
-            reason: BaseException = error
-            while (inner := reason.__cause__ or getattr(reason, "inner_exception", None)) is not None:
-                reason = inner  # the compiler wraps the reason
-            first = (str(reason).strip().splitlines() or [""])[0][:200]
-            warnings.warn(
-                f"dreamer.compile {self.compile_mode} failed ({type(reason).__name__}: {first}); training "
-                "eagerly (set --dreamer.compile none to skip the attempt)",
-                stacklevel=2,
-            )
-            self._use_eager()
-        seconds = time.perf_counter() - began
-        self.load_training_state(saved)
-        torch.random.set_rng_state(rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
-        return seconds
-
-    def _use_eager(self) -> None:
-        """Drops the compiled update for the eager one."""
-        self.compile_mode, self.sparse = "none", True
-        self._world_model_loss, self._behaviour = self.world_model_loss, self.behaviour
-        for opt in self.opts.values():
-            opt.__dict__.pop("apply", None)  # the class's eager method again
+        """Compiles the update before training (see :func:`~dreamworld.algos.dreamer.compiled.warmup`);
+        returns the seconds it took."""
+        return warmup(self, data, steps)
 
     @contextmanager
     def _frozen_world_model(self) -> Iterator[None]:
@@ -709,15 +653,6 @@ def _losses(dist: Dist, targets: list[tuple[Tensor, float]]) -> Tensor:
     total = sum(scale * dist.loss(target) for target, scale in targets)
     assert isinstance(total, Tensor)
     return total
-
-
-def compile_mode(name: str, device: torch.device) -> str:
-    """``dreamer.compile`` resolved for a device: ``auto`` captures CUDA updates in CUDA graphs and
-    keeps the CPU eager, its fastest measured path (docs/benchmarks.md)."""
-    if name == "auto":
-        return "cudagraphs" if device.type == "cuda" else "none"
-    assert name in COMPILE_MODES, name
-    return name
 
 
 def _starts(is_first: np.ndarray) -> np.ndarray:
