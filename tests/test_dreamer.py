@@ -425,12 +425,21 @@ def compiled_against_eager(preset: str, obs: str, action: str) -> None:
     assert finite(compiled.train_step(fake_batch(obs, action, seed=1)))  # no recompilation error
 
 
-def test_compiled_update_traces_into_whole_graphs_and_equals_the_eager_one(monkeypatch):
+@pytest.mark.parametrize(
+    ("preset", "obs", "action"),
+    [
+        ("dreamerv1", "vector", "discrete"),
+        ("dreamerv2", "vector", "discrete"),
+        ("dreamerv3", "vector", "continuous"),
+    ],
+)
+def test_compiled_update_traces_into_whole_graphs_and_equals_the_eager_one(preset, obs, action, monkeypatch):
     """fullgraph=True fails on any graph break; the AOT-autograd backend checks the traced graphs
-    without code generation (the Inductor runs are the slow tests below)."""
+    without code generation. The Inductor runs are the slow tests below, with DreamerV1's continuous
+    actor, whose one-sample entropy estimate draws noise in an order the traced graph does not keep."""
     options = compiled.compile_options
     monkeypatch.setattr(compiled, "compile_options", lambda mode: {**options(mode), "backend": "aot_eager"})
-    compiled_against_eager("dreamerv3", "vector", "continuous")
+    compiled_against_eager(preset, obs, action)
 
 
 @pytest.mark.slow

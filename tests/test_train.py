@@ -267,3 +267,22 @@ def test_trains_without_imageio_ffmpeg_writing_gifs(tmp_path):
     assert list((tmp_path / "videos").glob("eval_video_*.gif")) and not list(
         (tmp_path / "videos").glob("*.mp4")
     )
+
+
+def test_a_compiled_agent_is_warmed_up_before_its_first_update(tmp_path, monkeypatch, capsys):
+    from dreamworld.algos.dreamer import compiled
+
+    options = compiled.compile_options
+    monkeypatch.setattr(compiled, "compile_options", lambda mode: {**options(mode), "backend": "eager"})
+    values = {
+        **overrides(TINY),
+        "logdir": str(tmp_path),
+        "dreamer.steps": "200",
+        "dreamer.compile": "compile",
+    }
+    result = train(load_config(["dreamerv3"], overrides=values))
+    assert result.updates > 0 and result.eval_return is not None
+    assert "compiled the update (compile) in" in capsys.readouterr().out
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any(line.get("time/compile_seconds", 0) > 0 for line in lines)
+    assert any("wm/loss_vector" in line for line in lines)
