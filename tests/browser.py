@@ -46,6 +46,7 @@ def dream_page(session: Any) -> Iterator[Any]:
         browser.quit()
         server.shutdown()
         server.server_close()
+        session.close()
 
 
 def wait_for(condition: Callable[[], Any], seconds: float = 20.0) -> Any:
@@ -81,3 +82,23 @@ def check_dream_page(browser: Any, key: str) -> None:
 
     screenshot = iio.imread(io.BytesIO(browser.get_screenshot_as_png()))
     assert screenshot.std() > 10 and len(np.unique(screenshot.reshape(-1, screenshot.shape[-1]), axis=0)) > 20
+
+
+def check_vector_dream_page(browser: Any, key: str, drawn: bool) -> None:
+    """A task learned from vectors: the simulator draws the dream where it can (``drawn``), and the
+    live plots of observation, reward and continuation change with every step."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    wait_for(lambda: shown_step(browser) == 0)
+    imagined, plot = browser.find_element("id", "imagined"), browser.find_element("id", "plot")
+    assert imagined.is_displayed() == drawn
+    assert browser.find_element("id", "undrawable").is_displayed() != drawn
+    assert plot.is_displayed() and plot.get_attribute("src").startswith("data:image/png")
+    first = (imagined.get_attribute("src"), plot.get_attribute("src"))
+    ActionChains(browser).send_keys(key).perform()
+    wait_for(lambda: shown_step(browser) == 1)
+    assert plot.get_attribute("src") != first[1]
+    if drawn:
+        assert imagined.get_attribute("src") != first[0]
+    browser.find_element("id", "mode").click()
+    wait_for(lambda: shown_step(browser) >= 3)

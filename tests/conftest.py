@@ -22,8 +22,9 @@ class CountEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
 
-    def __init__(self, length=100, die_at=None, render_mode=None):
+    def __init__(self, length=100, die_at=None, render_mode=None, crash_at=None, nan_at=None):
         self.length, self.die_at, self.render_mode = length, die_at, render_mode
+        self.crash_at, self.nan_at = crash_at, nan_at
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
         self.action_space = gym.spaces.Discrete(2)
         self.count, self.noise = 0, 0.0
@@ -37,7 +38,15 @@ class CountEnv(gym.Env):
         self.count += 1
         if self.count == self.die_at:
             os._exit(3)
-        return self._obs(), 1.0, self.count >= self.length, False, {}
+        if self.count == self.crash_at:
+            self._crash()
+        obs = self._obs()
+        if self.count == self.nan_at:
+            obs[1] = np.nan
+        return obs, 1.0, self.count >= self.length, False, {}
+
+    def _crash(self):
+        raise RuntimeError("simulated crash")
 
     def render(self):
         return np.full((20, 30, 3), self.count, np.uint8)

@@ -48,8 +48,9 @@ def naive_bin(x: np.ndarray, y: np.ndarray, bins: float) -> tuple[list[float], l
     centers, means = [], []
     for k in range(int(x.min() // bins), int(x.max() // bins) + 1):
         inside = [v for u, v in zip(x, y, strict=True) if k * bins <= u < (k + 1) * bins]
+        at = [u for u in x if k * bins <= u < (k + 1) * bins]
         if inside:
-            centers.append((k + 0.5) * bins)
+            centers.append(sum(at) / len(at))
             means.append(sum(inside) / len(inside))
     return centers, means
 
@@ -61,7 +62,7 @@ def test_bin_curve_matches_naive_reference() -> None:
     for bins in (1, 7.5, 100, 3e4):
         centers, means = bin_curve(x, y, bins)
         expected_centers, expected_means = naive_bin(x, y, bins)
-        np.testing.assert_array_equal(centers, expected_centers)
+        np.testing.assert_allclose(centers, expected_centers, rtol=1e-12)
         np.testing.assert_allclose(means, expected_means, rtol=1e-12)
 
 
@@ -97,13 +98,14 @@ def test_dreamer_layout_bins_and_band(tmp_path: Path) -> None:
         curves = by_key(collect_curves(runs, "step", "eval/return", 10))
     dreamer = curves["walker", "dreamer"]
     # Seed 0: bins [0, 10) -> (1 + 3) / 2, [10, 20) -> 10, [20, 30) -> 7. Seed 1: (4), (6 + 8) / 2 = 7.
-    assert dreamer.x.tolist() == [5.0, 15.0, 25.0]
+    # Each point sits at the mean step of the bin's data: (0 + 5) / 2 and 2, then 12 and 18.5, then 25.
+    assert dreamer.x.tolist() == [2.25, 15.25, 25.0]
     assert dreamer.mean.tolist() == [3.0, 8.5, 7.0]
     assert dreamer.low.tolist() == [2.0, 7.0, 7.0]
     assert dreamer.high.tolist() == [4.0, 10.0, 7.0]
     assert dreamer.count.tolist() == [2, 2, 1]
     assert dreamer.seeds == ("0", "1")
-    assert curves["hopper", "ppo"].x.tolist() == [15.0]
+    assert curves["hopper", "ppo"].x.tolist() == [14.0]
 
 
 def test_config_layout_reads_task_and_seed(tmp_path: Path) -> None:
@@ -132,7 +134,7 @@ def test_plot_writes_png_pdf_and_numbers(tmp_path: Path) -> None:
     data = json.loads(numbers.read_text())
     assert (data["xaxis"], data["yaxis"], data["bins"]) == ("step", "eval/return", 10)
     dreamer = by_key(data["curves"])["walker", "dreamer"]
-    assert (dreamer["x"], dreamer["mean"]) == ([5.0, 15.0, 25.0], [3.0, 8.5, 7.0])
+    assert (dreamer["x"], dreamer["mean"]) == ([2.25, 15.25, 25.0], [3.0, 8.5, 7.0])
     assert (dreamer["low"], dreamer["high"], dreamer["seeds"]) == (
         [2.0, 7.0, 7.0],
         [4.0, 10.0, 7.0],
@@ -243,3 +245,18 @@ def test_seed_suffix_is_not_part_of_the_method_and_the_cli_plots(tmp_path: Path,
     assert "eval_return.png" in capsys.readouterr().out
     numbers = json.loads((outdir / "eval_return.json").read_text())
     assert numbers["curves"][0]["mean"] == [10.5] and numbers["curves"][0]["low"] == [10.0]
+
+
+def test_evaluations_of_a_run_are_not_runs_and_points_sit_at_their_steps(tmp_path: Path) -> None:
+    """``dreamworld eval`` writes ``<run>/eval/metrics.jsonl`` (one point at step 0): not a seed."""
+    run = tmp_path / "runs" / "cartpole-dreamerv3"
+    write_jsonl(
+        run / "metrics.jsonl", [{"step": s, "eval/return": float(s) / 100} for s in (2000, 4000, 6000)]
+    )
+    (run / "config.yaml").write_text("env:\n  name: gym/CartPole-v1\nseed: 0\n")
+    write_jsonl(run / "eval" / "metrics.jsonl", [{"step": 0, "eval/return": 453.8}])
+    (run / "eval" / "eval.json").write_text("{}")
+    runs = find_runs(tmp_path / "runs")
+    assert [r.path for r in runs] == [run]
+    (curve,) = collect_curves(runs, "step", "eval/return", 1000)
+    assert curve.x.tolist() == [2000.0, 4000.0, 6000.0] and curve.mean.tolist() == [20.0, 40.0, 60.0]

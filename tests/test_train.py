@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import subprocess
 import sys
@@ -243,10 +242,11 @@ def test_step_clocks_write_metrics_and_checkpoints(tmp_path):
     train(load_config(["dreamerv3"], overrides=values))
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     written = sorted({line["step"] for line in lines if "train/updates" in line})
-    periodic = written[:-1]  # the last write is the final one, at the end of training
-    assert len(periodic) >= 4 and all(b - a >= 50 for a, b in itertools.pairwise(periodic))
+    # On the grid of multiples of 50 (the first after the prefill), whatever step a run resumed at;
+    # the last write is the final one, at the end of training.
+    assert written[:-1] == [101, 150, 200, 250]
     state = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")
-    assert state["replay"]["generation"] == 3  # after steps 101 and 201, and the final save at 300
+    assert state["replay"]["generation"] == 3  # after steps 101 and 200, and the final save at 300
 
 
 def test_trains_without_imageio_ffmpeg_writing_gifs(tmp_path):

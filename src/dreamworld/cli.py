@@ -2,19 +2,29 @@
 
 Every command that runs something takes the same configuration flags: ``--preset NAME ...`` (shipped
 presets, merged in order), ``--config FILE ...`` (the user's YAML, e.g. a run's ``config.yaml``) and
-dotted overrides such as ``--replay.capacity 1e6``. Errors the user can fix print one line and exit 2.
+dotted overrides such as ``--replay.capacity 1e6``. Errors the user can fix print one line and exit 2
+(``--debug`` shows the traceback; an environment's own crash also goes to ``LOGDIR/errors.log``).
+Ctrl-C and SIGTERM exit with 130 and 143; a training run saves its checkpoint first.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import signal
 import sys
+import threading
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from dreamworld.errors import DreamworldError
+from dreamworld.errors import DreamworldError, RunInterrupted
+
+ERRORS_FILE = "errors.log"
 
 ALGOS = ["dreamerv1", "dreamerv2", "dreamerv3", "dreamerv3_2024"]
+DEFAULT_ALGO = "dreamerv3"
 
 EXAMPLES = """examples:
   dreamworld train --algo dreamerv3 --env dmc/walker-walk --preset dmc_proprio --logdir runs/walker
@@ -30,21 +40,61 @@ EXAMPLES = """examples:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
+    previous = _terminate_as_interrupt()
     try:
         if rest and not args.takes_overrides:
             raise DreamworldError(f"unexpected arguments {' '.join(rest)}; see dreamworld {args.command} -h")
         return int(args.handler(args, rest) or 0)
+    except RunInterrupted as stop:
+        print(stop.message, file=sys.stderr)
+        return stop.exit_code
     except DreamworldError as error:
-        print(f"error: {error}", file=sys.stderr)
+        kept = _keep_traceback(error, getattr(args, "logdir", None))
+        print(f"error: {error}{f'; traceback in {kept}' if kept else ''}", file=sys.stderr)
+        if debug:
+            traceback.print_exception(error)
         return 2
     except KeyboardInterrupt:
         print("interrupted; what was written to disk is kept", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate_as_interrupt() -> Any:
+    """SIGTERM stops a command as Ctrl-C does (exit 143); returns the handler it replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handle(signum: int, frame: Any) -> None:
+        raise RunInterrupted(signum, "SIGTERM: stopped; what was written to disk is kept")
+
+    return signal.signal(signal.SIGTERM, handle)
+
+
+def _keep_traceback(error: BaseException, logdir: str | None) -> Path | None:
+    """Appends the traceback of an error that came with one from elsewhere (an environment's own
+    code, in a worker) to ``LOGDIR/errors.log``; returns that file, or None when nothing was kept."""
+    if error.__cause__ is None or not logdir or not Path(logdir).is_dir():
+        return None
+    path = Path(logdir) / ERRORS_FILE
+    stamp = datetime.datetime.now().isoformat(timespec="seconds")
+    text = "".join(traceback.format_exception(error))
+    try:
+        with open(path, "a", encoding="utf-8") as file:
+            file.write(f"--- {stamp} dreamworld {' '.join(sys.argv[1:])}\n{text}\n")
+    except OSError:
+        return None
+    return path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,7 +132,9 @@ def _parser() -> argparse.ArgumentParser:
         "checkpoint. Any config key can be overridden with --section.key VALUE.",
     )
     _config_flags(train)
-    train.add_argument("--algo", default="dreamerv3", choices=ALGOS, help="agent preset, applied first")
+    train.add_argument(
+        "--algo", choices=ALGOS, help=f"agent preset, applied first (a new run: {DEFAULT_ALGO})"
+    )
     train.add_argument("--env", dest="env.name", metavar="ENV", help="environment id")
     train.add_argument("--steps", dest="dreamer.steps", metavar="N", help="policy steps to train for")
     train.add_argument("--envs", dest="env.envs", metavar="K", help="parallel environments")
@@ -150,6 +202,8 @@ def _parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="print the resolved configuration, or every key with --keys")
     _config_flags(config)
+    config.add_argument("--algo", choices=ALGOS, help=f"agent preset, applied first (default {DEFAULT_ALGO})")
+    config.add_argument("--env", dest="env.name", metavar="ENV", help="environment id")
     config.add_argument("--keys", action="store_true", help="list every key, default and help line")
     config.set_defaults(handler=_config, takes_overrides=True)
     return parser
@@ -213,23 +267,22 @@ def _variant_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _worldmodels(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    from pathlib import Path
-
-    from dreamworld.config import save_config
+    """``dreamworld worldmodels STAGE``: one stage in the experiment directory, which it holds."""
     from dreamworld.config.loader import available_presets
+    from dreamworld.run.rundir import RunDirectory
 
     if not args.logdir:
         raise DreamworldError(f"worldmodels {args.stage} needs --logdir DIR (the experiment directory)")
     names = set(available_presets())
     args.preset = [f"worldmodels_{name}" if f"worldmodels_{name}" in names else name for name in args.preset]
     saved = Path(args.logdir) / "config.yaml"
-    if saved.exists() and not args.config:
-        args.config = [str(saved)]
-    args.preset = ["worldmodels", *args.preset]
+    if not saved.exists():
+        args.preset = ["worldmodels", *args.preset]
     config = _resolve(args, rest)
-    if args.stage != "collect":
-        save_config(config, config.logdir)
-    return int(_STAGES[args.stage](args, config) or 0)
+    if args.stage == "collect":  # collect() holds the directory itself
+        return int(_STAGES[args.stage](args, config) or 0)
+    with RunDirectory(config.logdir, config if args.stage in _CONFIGURING else None):
+        return int(_STAGES[args.stage](args, config) or 0)
 
 
 def _wm_collect(args: argparse.Namespace, config: Any) -> int:
@@ -321,6 +374,9 @@ def _discrete_actions(config: Any) -> int:
         return int(getattr(env.act_space, "n", 0))
 
 
+# The stages whose settings later stages read from config.yaml (test and report only read it).
+_CONFIGURING = ("train-vae", "train-mdnrnn", "train-controller")
+
 _STAGES = {
     "collect": _wm_collect,
     "train-vae": _wm_vae,
@@ -338,14 +394,23 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", dest="seed", metavar="N", help="seed of every random stream")
 
 
-def _resolve(args: argparse.Namespace, rest: Sequence[str]) -> Any:
+def _resolve(args: argparse.Namespace, rest: Sequence[str], continues: bool = True) -> Any:
+    """The command's configuration. A run directory that holds a ``config.yaml`` is continued from it
+    (unless ``--config`` is given, or ``continues`` is false): the presets and overrides on the
+    command line change only what they name. A new run starts from ``--algo`` (dreamerv3)."""
     from dreamworld.config import load_config, parse_overrides
+    from dreamworld.config.loader import CONFIG_FILE
 
     flags = {key: value for key, value in vars(args).items() if "." in key or key in ("seed", "logdir")}
     overrides = {key: value for key, value in flags.items() if value is not None}
     overrides.update(parse_overrides(rest))
-    presets = [args.algo, *args.preset] if getattr(args, "algo", None) else args.preset
-    return load_config(presets, args.config, overrides)
+    saved = Path(args.logdir) / CONFIG_FILE if args.logdir else None
+    base = saved if continues and saved is not None and saved.is_file() and not args.config else None
+    algo = getattr(args, "algo", None)
+    if algo is None and base is None and hasattr(args, "algo"):
+        algo = DEFAULT_ALGO
+    presets = [algo, *args.preset] if algo else args.preset
+    return load_config(presets, args.config, overrides, base=base)
 
 
 def _envs(args: argparse.Namespace, rest: Sequence[str]) -> int:
@@ -384,12 +449,10 @@ def _collect(args: argparse.Namespace, rest: Sequence[str]) -> int:
 
 
 def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    from pathlib import Path
-
     from dreamworld.run.checkpoint import move_aside
     from dreamworld.run.train import random_returns, train
 
-    config = _resolve(args, rest)
+    config = _resolve(args, rest, continues=not args.fresh)
     if args.fresh and (moved := move_aside(Path(config.logdir))):
         print(f"moved the previous run to {moved}")
     result = train(config)
@@ -434,13 +497,17 @@ def _report(args: argparse.Namespace, rest: Sequence[str]) -> int:
 def _dream(args: argparse.Namespace, rest: Sequence[str]) -> int:
     from dreamworld.tools.dream import open_session, serve
 
-    server = serve(open_session(args.logdir, args.checkpoint), args.host, args.port)
-    host, port = str(server.server_address[0]), server.server_address[1]
-    print(f"dreaming on http://{host}:{port}/ (Ctrl-C to stop)")
+    session = open_session(args.logdir, args.checkpoint)
     try:
-        server.serve_forever()
+        server = serve(session, args.host, args.port)
+        host, port = str(server.server_address[0]), server.server_address[1]
+        print(f"dreaming on http://{host}:{port}/ (Ctrl-C to stop)")
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
     finally:
-        server.server_close()
+        session.close()
     return 0
 
 

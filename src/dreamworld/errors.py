@@ -45,3 +45,19 @@ def missing_dependency(package: str, extra: str, what: str) -> MissingDependency
         f"{what} needs the optional package '{package}', which is not installed: "
         f"run pip install 'dreamworld[{extra}]'"
     )
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run after it saved its checkpoint.
+
+    A ``KeyboardInterrupt``, so that a notebook cell or script stops as for any Ctrl-C; the command
+    line prints :attr:`message` and exits with :attr:`exit_code` (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum, self.message = signum, message
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

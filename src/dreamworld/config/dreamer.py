@@ -178,7 +178,14 @@ class DreamerConfig:
         "(its fastest measured path)",
         "auto",
     )
-    threads: int = option("torch threads of the learner; 0 keeps torch's default (all cores)", 0)
+    threads: int = option(
+        "torch threads of the learner; 0: as many as the cores that are free when the run starts", 0
+    )
+    max_nonfinite: int = option(
+        "updates in a row whose gradients are NaN or infinite (each is skipped) after which the run "
+        "stops with an error; 0: never stop",
+        100,
+    )
 
     def __post_init__(self) -> None:
         choice("dreamer.eval_mode", self.eval_mode, ("mode", "sample"))

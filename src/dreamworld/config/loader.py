@@ -37,6 +37,7 @@ def load_config(
     presets: Sequence[str] = (),
     files: Sequence[str | Path] = (),
     overrides: Mapping[str, Any] | None = None,
+    base: str | Path | None = None,
 ) -> Config:
     """Resolves a configuration.
 
@@ -45,6 +46,8 @@ def load_config(
         files: Paths of the user's YAML files, merged after the presets.
         overrides: Dotted keys to values, merged last. String values are read against the field's
             type, so command-line text can be passed as is.
+        base: A YAML file merged first, before the presets: a run's own ``config.yaml`` when the
+            run is continued, so that the command line only changes what it names.
 
     Returns:
         The frozen, validated configuration.
@@ -58,6 +61,8 @@ def load_config(
         (1000000, 'carracing')
     """
     layers: list[tuple[str, dict[str, Any]]] = []
+    if base is not None:
+        layers.append((f"file '{base}'", _read_yaml(Path(base))))
     for name in presets:
         layers.append((f"preset '{name}'", _read_yaml(_preset_path(name))))
     for path in files:
@@ -95,6 +100,32 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
         raise _type_error(error, "stored config") from None
     assert isinstance(config, Config)
     return config
+
+
+TASK_KEYS = ("env.name", "env.obs", "env.size", "env.gray", "env.discrete")
+"""What a run learns from: a checkpoint's run continues only with these unchanged."""
+
+
+def changed_keys(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Dotted keys whose values differ, as ``{key: (after, before)}``; nothing without ``before``."""
+    if not before:
+        return {}
+    flat_before, flat_after = _flatten(before), _flatten(after)
+    return {
+        key: (flat_after.get(key), flat_before.get(key))
+        for key in sorted(flat_after.keys() | flat_before.keys())
+        if flat_after.get(key) != flat_before.get(key)
+    }
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key != "kwargs":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def save_config(config: Config, path: str | Path) -> Path:

@@ -25,7 +25,11 @@ class EnvConfig:
         "gym/CartPole-v1",
     )
     envs: int = option("number of environments stepped in parallel", 1)
-    parallel: str = option("where environments run: process, thread or serial", "process")
+    parallel: str = option(
+        "where environments run: process, thread, serial, or auto (one in this process, several in "
+        "worker processes)",
+        "auto",
+    )
     obs: str = option("observations: auto (the suite's natural one), image, vector or both", "auto")
     size: int = option("side of square image observations, in pixels", 64)
     repeat: int | None = option(
@@ -42,9 +46,15 @@ class EnvConfig:
     kwargs: dict[str, Any] = section(
         "extra keyword arguments passed to gymnasium.make (gym/, carracing and the robotics suites)", dict
     )
+    nonfinite: str = option(
+        "NaN or infinity in an observation or reward: error (stop, naming the environment, the key and "
+        "the step) or replace (by 0, with a warning)",
+        "error",
+    )
 
     def __post_init__(self) -> None:
-        choice("env.parallel", self.parallel, ("process", "thread", "serial"))
+        choice("env.parallel", self.parallel, ("auto", "process", "thread", "serial"))
+        choice("env.nonfinite", self.nonfinite, ("error", "replace"))
         choice("env.obs", self.obs, ("auto", "image", "vector", "both"))
         positive("env.envs", self.envs)
         positive("env.size", self.size)

@@ -92,6 +92,17 @@ class EpisodeStore:
             except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
                 warnings.warn(f"skipping unreadable episode file {path}: {error}", stacklevel=2)
 
+    def remove_after(self, name: str) -> int:
+        """Deletes the episode files that sort after ``name`` (written later); returns how many.
+
+        A resumed run uses it to drop the episodes its killed predecessor wrote after its last
+        checkpoint, which the resumed run writes again.
+        """
+        later = [path for path in self.paths() if path.name > name]
+        for path in later:
+            path.unlink(missing_ok=True)
+        return len(later)
+
     def num_steps(self) -> int:
         """Steps in all stored episodes, read from the file names."""
         return sum(_length_from_name(path) for path in self.paths())

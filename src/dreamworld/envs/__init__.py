@@ -196,13 +196,17 @@ def make_env(
     return _resolve(_SUITES[suite].entry)(task, options)
 
 
-def make_vector_env(name: str, num_envs: int, parallel: str = "process", **options: Any) -> VectorEnv:
+def make_vector_env(
+    name: str, num_envs: int, parallel: str = "auto", nonfinite: str = "error", **options: Any
+) -> VectorEnv:
     """Builds ``num_envs`` copies of an environment stepped together.
 
     Args:
         name: Environment id, as for :func:`make_env`.
         num_envs: Number of copies.
-        parallel: ``"process"`` (one worker process each), ``"thread"`` or ``"serial"``.
+        parallel: ``"process"`` (one worker process each), ``"thread"``, ``"serial"``, or ``"auto"``
+            (one environment in this process, several in worker processes).
+        nonfinite: NaN or infinity in an observation or reward: ``"error"`` or ``"replace"`` (by 0).
         **options: Keyword options of :func:`make_env`.
 
     Returns:
@@ -214,7 +218,7 @@ def make_vector_env(name: str, num_envs: int, parallel: str = "process", **optio
         (2, 4)
     """
     factory = functools.partial(make_env, name, **options)
-    return VectorEnv([factory] * num_envs, parallel)
+    return VectorEnv([factory] * num_envs, parallel, nonfinite)
 
 
 def suite_table() -> list[SuiteInfo]:

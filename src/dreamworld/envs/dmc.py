@@ -97,6 +97,7 @@ class DMCSimulator:
             specs = env.observation_spec()
             dim = sum(int(np.prod(specs[key].shape)) for key in self._keys)
             self.obs_space["vector"] = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+        self._domain = name.removeprefix("dmc/").split("-")[0]
         fast_rendering(physics.model, options.size)
         # One camera for the whole run: physics.render() builds a new one (and its MjvScene)
         # per call, which halves the frame rate at 64x64 (docs/benchmarks.md).
@@ -172,6 +173,33 @@ class DMCSimulator:
         self._env._reset_next_step = state["reset_next"]
         step_type, reward, discount, observation = state["step"]
         self._step = dm_env.TimeStep(dm_env.StepType(step_type), reward, discount, observation)
+
+    def show_observation(self, vector: np.ndarray) -> bool:
+        """Sets the physics state an observation vector describes, where it determines it (cartpole,
+        pendulum, the arm of reacher); False for other domains."""
+        if self._step is None:
+            self.reset(0)
+        physics = self._env.physics
+        sizes = {key: int(np.prod(spec.shape)) for key, spec in self._env.observation_spec().items()}
+        parts, start = {}, 0
+        for key in self._keys:
+            parts[key] = vector[start : start + sizes[key]]
+            start += sizes[key]
+        with physics.reset_context():
+            if self._domain == "cartpole":
+                position = parts["position"]
+                physics.data.qpos[:] = [position[0], np.arctan2(position[2], position[1])]
+                physics.data.qvel[:] = parts["velocity"]
+            elif self._domain == "pendulum":
+                cos, sin = parts["orientation"]
+                physics.data.qpos[:] = [np.arctan2(sin, cos)]
+                physics.data.qvel[:] = parts["velocity"]
+            elif self._domain == "reacher":
+                physics.data.qpos[:] = parts["position"]
+                physics.data.qvel[:] = parts["velocity"]
+            else:
+                return False
+        return True
 
     def render(self) -> np.ndarray | None:
         """The camera's RGB frame at ``size``."""

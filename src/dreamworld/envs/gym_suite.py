@@ -228,6 +228,30 @@ class GymSimulator:
         self._obs = state["obs"]
         self._logs = dict(state.get("logs", {}))
 
+    def show_observation(self, vector: np.ndarray) -> bool:
+        """Sets the state an observation vector describes: classic control (CartPole, Pendulum,
+        Acrobot, MountainCar), and MuJoCo tasks whose observation is ``qpos`` (less the first, forward
+        position, which is then kept) and ``qvel``. False for other environments."""
+        env: Any = self._env.unwrapped
+        if self._obs is None:
+            self._env.reset(seed=0)
+        to_state = _CLASSIC_STATES.get(type(env).__name__)
+        if to_state is not None and type(env).__module__.startswith("gymnasium.envs.classic_control"):
+            env.state = to_state(vector)
+            return True
+        if _is_mujoco(env):
+            nq, nv = env.model.nq, env.model.nv
+            qpos = np.array(env.data.qpos)
+            if len(vector) == nq + nv:
+                qpos[:] = vector[:nq]
+            elif len(vector) == nq - 1 + nv:
+                qpos[1:] = vector[: nq - 1]
+            else:
+                return False
+            env.set_state(qpos, vector[-nv:])
+            return True
+        return False
+
     def render(self) -> np.ndarray | None:
         """The environment's ``rgb_array`` frame resized to ``size``, or None without one."""
         if self._env.render_mode != "rgb_array":
@@ -253,6 +277,15 @@ class GymSimulator:
         # pybullet cameras (PyFlyt) render RGBA.
         return np.ascontiguousarray(frame[..., :3]) if frame.shape[-1] == 4 else frame
 
+
+_CLASSIC_STATES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "CartPoleEnv": lambda v: v[:4].copy(),
+    "PendulumEnv": lambda v: np.array([np.arctan2(v[1], v[0]), v[2]]),
+    "AcrobotEnv": lambda v: np.array([np.arctan2(v[1], v[0]), np.arctan2(v[3], v[2]), v[4], v[5]]),
+    "MountainCarEnv": lambda v: v[:2].copy(),
+    "Continuous_MountainCarEnv": lambda v: v[:2].copy(),
+}
+"""Classic-control observations to the ``state`` their environments draw from."""
 
 _CLASSIC_EXTRAS = ("steps_beyond_terminated", "last_u")  # classic-control state beside ``state``
 

@@ -9,6 +9,11 @@ thread it hardly slowed down (docs/benchmarks.md, "learner beside workers").
 
 Stepping is in lockstep: actions go to every worker before any reply is read, so the workers step
 at the same time, and the slowest one sets the pace.
+
+Observations and rewards are checked where they enter, in the worker: a NaN or an infinity stops the
+run with an error naming the environment, the key and the step of the episode (``nonfinite="error"``),
+or is replaced by 0 with a warning (``"replace"``). Workers leave Ctrl-C and SIGTERM to the main
+process, which stops them when it has saved what it needs.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ import functools
 import multiprocessing as mp
 import os
 import pickle
+import signal
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import gymnasium as gym
 import numpy as np
@@ -31,7 +38,7 @@ import numpy as np
 from dreamworld.envs.base import Env
 from dreamworld.errors import DreamworldError, EnvError
 
-PARALLEL_MODES = ("process", "thread", "serial")
+PARALLEL_MODES = ("auto", "process", "thread", "serial")
 
 # Set in each worker's environment before it imports anything: simulators need no thread pools,
 # and idle pool threads must sleep instead of spinning on the learner's cores.
@@ -59,7 +66,9 @@ class VectorEnv:
     Args:
         factories: One picklable callable per environment, each returning an
             :class:`~dreamworld.envs.base.Env`.
-        parallel: ``"process"``, ``"thread"`` or ``"serial"``.
+        parallel: ``"process"``, ``"thread"``, ``"serial"``, or ``"auto"``: one environment in this
+            process, several in worker processes.
+        nonfinite: What a NaN or infinite observation or reward does: ``"error"`` or ``"replace"``.
 
     Attributes:
         num_envs: Number of environments.
@@ -77,13 +86,22 @@ class VectorEnv:
         >>> envs.close()  # doctest: +SKIP
     """
 
-    def __init__(self, factories: Sequence[Callable[[], Env]], parallel: str = "process") -> None:
+    def __init__(
+        self, factories: Sequence[Callable[[], Env]], parallel: str = "auto", nonfinite: str = "error"
+    ) -> None:
         if parallel not in PARALLEL_MODES:
             raise EnvError(f"parallel must be one of {', '.join(PARALLEL_MODES)}, not '{parallel}'")
+        if parallel == "auto":
+            parallel = "serial" if len(factories) == 1 else "process"
+        if parallel == "process":
+            exit_if_reimported()
+        if nonfinite not in ("error", "replace"):
+            raise EnvError(f"nonfinite must be error or replace, not '{nonfinite}'")
         if not factories:
             raise EnvError("VectorEnv needs at least one environment factory")
         self.num_envs = len(factories)
         self._labels = [_label(factory) for factory in factories]
+        factories = [functools.partial(_guarded, factory, nonfinite) for factory in factories]
         self._workers: list[_Worker] = []
         self._closed = False
         starter: dict[str, Callable[[Callable[[], Env]], _Worker]] = {
@@ -242,6 +260,70 @@ class _Runner:
         return self.env.obs_space, self.env.act_space
 
 
+REIMPORTED_EXIT = 87
+"""Exit status of a worker process that found the user's script starting a run while it was being
+re-imported (a script without ``if __name__ == "__main__":``)."""
+
+
+def exit_if_reimported() -> None:
+    """Ends a worker process, quietly and with :data:`REIMPORTED_EXIT`, when the user's script is being
+    re-imported by ``spawn`` and reaches code that starts a run (which must only run in the main
+    process); the main process then says what to add to the script."""
+    if getattr(mp.current_process(), "_inheriting", False):
+        os._exit(REIMPORTED_EXIT)
+
+
+def reimported_error() -> EnvError:
+    """What a script that worker processes re-imported must change."""
+    return EnvError(
+        "worker processes re-import your script, and it started a run again: put the code that runs "
+        'under `if __name__ == "__main__":`, or keep the environments in this process with '
+        "env.parallel serial (or thread)"
+    )
+
+
+def _guarded(factory: Callable[[], Env], nonfinite: str) -> Env:
+    return cast(Env, _FiniteGuard(factory(), nonfinite))
+
+
+class _FiniteGuard:
+    """Checks that an environment's float observations and rewards are finite (module docstring)."""
+
+    def __init__(self, env: Env, mode: str) -> None:
+        self.env, self.mode = env, mode
+        self.step_count, self.warned = 0, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+    def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
+        self.step_count = 0
+        return self._check(self.env.reset(seed))
+
+    def step(self, action: Any) -> dict[str, np.ndarray]:
+        self.step_count += 1
+        return self._check(self.env.step(action))
+
+    def _check(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for key, value in obs.items():
+            array = np.asarray(value)
+            if array.dtype.kind != "f" or np.isfinite(array).all():
+                continue
+            bad = array[~np.isfinite(array)].flat[0]
+            what = "reward" if key == "reward" else f"observation '{key}'"
+            where = f"{what} is {bad} at step {self.step_count} of an episode"
+            if self.mode == "error":
+                raise EnvError(
+                    f"{where}: fix the environment, or set --env.nonfinite replace to train on with "
+                    "0 in their place"
+                )
+            if not self.warned:
+                warnings.warn(f"{where}; replaced by 0 (env.nonfinite: replace)", stacklevel=2)
+                self.warned = True
+            obs = {**obs, key: np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0)}
+        return obs
+
+
 def _start(factory: Callable[[], Env]) -> tuple[_Runner | None, Reply]:
     """Builds a runner; the reply carries its spaces or the error."""
     try:
@@ -341,11 +423,17 @@ class _ProcessWorker:
         if self._process.is_alive():
             self._process.terminate()
             self._process.join(_JOIN_SECONDS)
+        if self._process.is_alive():  # it ignores SIGTERM (_work) while busy in a step
+            self._process.kill()
+            self._process.join(_JOIN_SECONDS)
         self._conn.close()
 
 
 def _work(conn: Connection, factory: Callable[[], Env]) -> None:
     """The loop of a worker process: build the environment, then answer commands until closed."""
+    # Ctrl-C reaches the whole process group: the main process saves, then closes the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     runner, reply = _start(factory)
     conn.send(reply)
     if runner is None:
@@ -389,10 +477,14 @@ class _RemoteError:
     def capture(cls, error: Exception) -> _RemoteError:
         description = f"{type(error).__name__}: {' '.join(str(error).split())}"
         keep = error if isinstance(error, DreamworldError) else None
+        if keep is None and (frame := _culprit(error)) is not None:
+            description += f" (at {frame.filename}:{frame.lineno}, in {frame.name})"
         return cls(keep, description, traceback.format_exc())
 
     @classmethod
     def died(cls, exitcode: int | None) -> _RemoteError:
+        if exitcode == REIMPORTED_EXIT:
+            return cls(reimported_error(), "", "")
         return cls(None, f"the worker process died (exit code {exitcode})", "")
 
     def exception(self, index: int, label: str) -> Exception:
@@ -401,10 +493,34 @@ class _RemoteError:
             exception: Exception = type(self.error)(f"{where}: {self.error}")
         else:
             exception = EnvError(f"{where} failed: {self.description}")
-        if self.traceback:
+        if self.traceback and self.error is None:
             # Chained like concurrent.futures does, so the worker's traceback shows when printed.
             exception.__cause__ = _RemoteTraceback(self.traceback)
         return exception
+
+
+def _culprit(error: BaseException) -> traceback.FrameSummary | None:
+    """The innermost frame of the environment's own code in ``error``'s traceback: not dreamworld,
+    Gymnasium, NumPy or the standard library (the innermost frame of all when every one is)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return None
+    skipped = [os.path.dirname(module.__file__ or "") for module in (gym, np)]
+    skipped += [os.path.dirname(os.path.dirname(__file__)), os.path.dirname(os.__file__)]
+    skipped = [os.path.join(path, "") for path in skipped if path]
+    for frame in reversed(frames):
+        filename = os.path.abspath(frame.filename)
+        if not any(filename.startswith(path) for path in skipped) and not _installed(filename):
+            return frame
+    for frame in reversed(frames):  # an installed environment package
+        filename = os.path.abspath(frame.filename)
+        if not any(filename.startswith(path) for path in skipped):
+            return frame
+    return frames[-1]
+
+
+def _installed(filename: str) -> bool:
+    return "site-packages" in filename or "dist-packages" in filename
 
 
 class _RemoteTraceback(Exception):
@@ -423,6 +539,8 @@ def _stack(observations: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 def _label(factory: Callable[[], Env]) -> str:
     """The environment id of a ``partial(make_env, id, ...)``, else the factory's name."""
+    if isinstance(factory, functools.partial) and factory.func is _guarded:
+        return _label(factory.args[0])
     if isinstance(factory, functools.partial) and factory.args and isinstance(factory.args[0], str):
         return factory.args[0]
     return getattr(factory, "__qualname__", type(factory).__name__)

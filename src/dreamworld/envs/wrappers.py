@@ -130,6 +130,13 @@ class SimulatorEnv:
         self._payload = dict(state["payload"])
         self.act_space.np_random.bit_generator.state = state["act_rng"]
 
+    def show_observation(self, vector: np.ndarray) -> bool:
+        """Puts the simulator in the state that an observation ``vector`` describes, for drawing it
+        with :meth:`render` (a predicted observation, in the dream page); False when the simulator
+        cannot (its observations do not determine its state). The episode cannot go on from it."""
+        setter = getattr(self._sim, "show_observation", None)
+        return bool(setter(np.asarray(vector, np.float64))) if setter is not None else False
+
     def render(self) -> np.ndarray | None:
         """The image observation as RGB when there is one, else the simulator's own frame."""
         image = self._payload.get("image")

@@ -152,8 +152,10 @@ class ReturnNorm(nn.Module):
     def update(self, returns: Tensor) -> None:
         low, high = quantiles(returns.detach().float(), self.quantiles)
         # Both start at 0, as in DreamerV3: early scales stay near `limit` until returns are known.
-        self.low.lerp_(low, 1 - self.decay)
-        self.high.lerp_(high, 1 - self.decay)
+        # Non-finite returns (an update that will be skipped) leave the statistics as they are.
+        for tracked, value in ((self.low, low), (self.high, high)):
+            moved = torch.lerp(tracked, value, 1 - self.decay)
+            tracked.copy_(torch.where(torch.isfinite(moved), moved, tracked))
 
     def scale(self) -> Tensor:
         return torch.clamp(self.high - self.low, min=self.limit)

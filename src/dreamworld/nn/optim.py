@@ -7,6 +7,10 @@ clipping scale) is a tensor on the parameters' device. So a step launches a few 
 the number of parameters, never reads a value back to the host, and can be compiled or captured in a
 CUDA graph as it is (torch's own Adam reads its step count back to the host unless ``capturable``, which
 the CPU does not support).
+
+A step whose gradients hold a NaN or an infinity is skipped, on the device: the parameters, the moments
+and the step count stay as they were (the returned norm is then non-finite, which is how callers count
+skipped steps). A non-finite loss or gradient never reaches the weights.
 """
 
 from __future__ import annotations
@@ -38,22 +42,37 @@ def global_clip_(grads: list[Tensor], clip: float) -> Tensor:
     """Scales ``grads`` together so their joint norm is at most ``clip``; returns the norm before.
 
     The same rule as ``torch.nn.utils.clip_grad_norm_`` (scale ``clip / (norm + 1e-6)``, at most 1),
-    without its host synchronisation.
+    without its host synchronisation. Non-finite gradients are set to zero (and the norm returned is
+    non-finite): :meth:`Optimizer.apply` then skips its step.
     """
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    if clip and math.isfinite(clip):
-        torch._foreach_mul_(grads, torch.clamp(clip / (norm + 1e-6), max=1.0))
+    finite = torch.isfinite(norm)
+    scale = torch.clamp(clip / (norm + 1e-6), max=1.0) if clip and math.isfinite(clip) else 1.0
+    _zero_unless(grads, finite, scale)
     return norm
 
 
 def adaptive_clip_(params: list[Tensor], grads: list[Tensor], clip: float, pmin: float = 1e-3) -> Tensor:
     """Adaptive gradient clipping (Brock et al. 2021): caps each tensor's ``|g| / max(|p|, pmin)`` at
-    ``clip``; returns the joint norm of the gradients before clipping."""
+    ``clip``; returns the joint norm of the gradients before clipping (non-finite gradients: as
+    :func:`global_clip_`)."""
     grad_norms = torch.stack(torch._foreach_norm(grads))
     limits = clip * torch.stack(torch._foreach_norm(params)).clamp(min=pmin)
-    scales = torch.clamp(limits / (grad_norms + 1e-12), max=1.0)
+    norm = torch.linalg.vector_norm(grad_norms)
+    finite = torch.isfinite(norm)
+    scales = torch.where(finite, torch.clamp(limits / (grad_norms + 1e-12), max=1.0), 0.0)
+    for grad in grads:
+        grad.nan_to_num_(0.0, 0.0, 0.0)
     torch._foreach_mul_(grads, list(scales.unbind()))
-    return torch.linalg.vector_norm(grad_norms)
+    return norm
+
+
+def _zero_unless(grads: list[Tensor], finite: Tensor, scale: Tensor | float) -> None:
+    """Multiplies ``grads`` by ``scale``, or by 0 when ``finite`` is false (NaN and infinities first
+    replaced, since ``0 * nan`` is nan): no host synchronisation either way."""
+    for grad in grads:
+        grad.nan_to_num_(0.0, 0.0, 0.0)
+    torch._foreach_mul_(grads, torch.where(finite, scale, 0.0))
 
 
 class Optimizer:
@@ -117,25 +136,30 @@ class Optimizer:
         params = [self.params[i] for i in chosen]
         grads = [p.grad for p in params if p.grad is not None]
         norm = adaptive_clip_(params, grads, self.agc) if self.agc else global_clip_(grads, self.clip)
+        # A non-finite gradient (now zeroed) skips the step: decays become 1, the rate and count 0.
+        taken = torch.isfinite(norm).float()
         if self.weight_decay:
-            torch._foreach_mul_(params, 1 - self.weight_decay)
-        self.count += 1
+            torch._foreach_mul_(params, 1 - self.weight_decay * taken)
+        self.count += taken
         moment1 = [self.moment1[i] for i in chosen]
         moment2 = [self.moment2[i] for i in chosen]
         beta1, beta2 = self.betas
-        lr = self.lr * (torch.clamp(self.count / self.warmup, max=1.0) if self.warmup else 1.0)
-        correction1 = 1 - torch.pow(beta1, self.count)
-        correction2 = 1 - torch.pow(beta2, self.count)
-        torch._foreach_mul_(moment2, beta2)
+        lr = self.lr * taken * (torch.clamp(self.count / self.warmup, max=1.0) if self.warmup else 1.0)
+        # Bias corrections of a first step that was skipped would divide by 0: count 1 at least.
+        count = torch.clamp(self.count, min=1.0)
+        correction1 = 1 - torch.pow(beta1, count)
+        correction2 = 1 - torch.pow(beta2, count)
+        torch._foreach_mul_(moment2, 1 - (1 - beta2) * taken)
         torch._foreach_addcmul_(moment2, grads, grads, 1 - beta2)
         rms = torch._foreach_div(moment2, correction2)
         torch._foreach_sqrt_(rms)
         torch._foreach_add_(rms, self.eps)
+        torch._foreach_mul_(moment1, 1 - (1 - beta1) * taken)
         if self.name == "adam":
-            torch._foreach_lerp_(moment1, grads, 1 - beta1)
+            torch._foreach_add_(moment1, grads, alpha=1 - beta1)
             update = list(torch._foreach_div(moment1, rms))
         else:
-            torch._foreach_lerp_(moment1, torch._foreach_div(grads, rms), 1 - beta1)
+            torch._foreach_add_(moment1, torch._foreach_div(grads, rms), alpha=1 - beta1)
             update = moment1
         torch._foreach_add_(params, torch._foreach_mul(update, -lr / correction1))
         return norm

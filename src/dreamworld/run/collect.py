@@ -17,19 +17,22 @@ from __future__ import annotations
 import multiprocessing as mp
 import queue
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dreamworld.config import Config, save_config
+from dreamworld.config import Config, config_to_dict, load_config
+from dreamworld.config.loader import CONFIG_FILE, TASK_KEYS, changed_keys
 from dreamworld.data.store import EPISODE_DIR, EpisodeStore
-from dreamworld.envs.parallel import VectorEnv
+from dreamworld.envs.parallel import REIMPORTED_EXIT, VectorEnv, exit_if_reimported, reimported_error
 from dreamworld.errors import DreamworldError
 from dreamworld.run.driver import Driver, vector_env
 from dreamworld.run.logger import Logger
 from dreamworld.run.policies import make_policy
+from dreamworld.run.rundir import RunDirectory
 from dreamworld.run.seeding import seed_everything
 
 # Seeds of a resumed collection start this far apart per episode already stored, so a second run
@@ -57,30 +60,49 @@ def collect(config: Config) -> CollectResult:
     Returns:
         Where the episodes and videos are, and the returns of the episodes collected now.
     """
+    exit_if_reimported()  # a worker process re-importing an unguarded script must not collect
     logdir = Path(config.logdir)
-    store = EpisodeStore(logdir / EPISODE_DIR)
-    save_config(config, logdir)
-    already = len(store)
-    result = CollectResult(store.directory, episodes=0, steps=0)
-    missing = config.collect.episodes - already
-    if missing <= 0:
-        return result
-    seed = config.seed + already * _RESUME_SEED_STRIDE
-    seed_everything(seed)
-    logger = Logger(
-        logdir,
-        tensorboard=config.log.tensorboard,
-        progress=config.log.progress,
-        video_fps=config.log.video_fps,
-        description=f"collect {config.env.name}",
-    )
-    with logger:
-        if config.env.envs > 1 and config.env.parallel == "process":
-            _run_workers(config, store, logger, result, seed, missing)
-        else:
-            with vector_env(config.env) as env:
-                _run(config, env, store, logger, result, seed, missing)
+    with RunDirectory(logdir, config) as run:
+        store = EpisodeStore(logdir / EPISODE_DIR)
+        already = len(store)
+        if already:
+            _check_same_task(logdir, config)
+        result = CollectResult(store.directory, episodes=0, steps=0)
+        missing = config.collect.episodes - already
+        if missing <= 0:
+            return result
+        seed = config.seed + already * _RESUME_SEED_STRIDE
+        seed_everything(seed)
+        logger = Logger(
+            logdir,
+            tensorboard=config.log.tensorboard,
+            progress=config.log.progress,
+            video_fps=config.log.video_fps,
+            description=f"collect {config.env.name}",
+        )
+        # The configuration is written with the first episode: a collection that cannot start (an
+        # unknown environment) changes nothing.
+        with logger:
+            if config.env.envs > 1 and config.env.parallel in ("process", "auto"):
+                _run_workers(config, store, logger, result, seed, missing, run.started)
+            else:
+                with vector_env(config.env) as env:
+                    _run(config, env, store, logger, result, seed, missing, run.started)
     return result
+
+
+def _check_same_task(logdir: Path, config: Config) -> None:
+    """Episodes of another task or observation layout must not join those already in ``logdir``."""
+    saved = logdir / CONFIG_FILE
+    if not saved.is_file():
+        return
+    before = config_to_dict(load_config(files=[saved]))
+    changed = {k: v for k, v in changed_keys(before, config_to_dict(config)).items() if k in TASK_KEYS}
+    if changed:
+        key, (here, there) = next(iter(changed.items()))
+        raise DreamworldError(
+            f"{logdir} holds episodes with {key} {there}, not {here}: collect into another --logdir"
+        )
 
 
 def _run(
@@ -91,6 +113,7 @@ def _run(
     result: CollectResult,
     seed: int,
     missing: int,
+    started: Callable[[], None],
 ) -> None:
     policy = make_policy(
         config.collect.policy,
@@ -108,6 +131,7 @@ def _run(
         if result.episodes >= missing:
             return  # environments still running when the target was reached
         store.save(episode)
+        started()
         # The first observation comes from the reset, so an episode of T observations took T-1 steps.
         score, length = float(episode["reward"].sum()), len(episode["reward"]) - 1
         result.episodes += 1
@@ -123,7 +147,13 @@ def _run(
 
 
 def _run_workers(
-    config: Config, store: EpisodeStore, logger: Logger, result: CollectResult, seed: int, missing: int
+    config: Config,
+    store: EpisodeStore,
+    logger: Logger,
+    result: CollectResult,
+    seed: int,
+    missing: int,
+    started: Callable[[], None],
 ) -> None:
     """Collects ``missing`` episodes with ``config.env.envs`` independent worker processes."""
     workers = config.env.envs
@@ -147,6 +177,8 @@ def _run_workers(
             try:
                 kind, payload = messages.get(timeout=1.0)
             except queue.Empty:
+                if any(process.exitcode == REIMPORTED_EXIT for process in processes):
+                    raise reimported_error() from None
                 if any(process.exitcode not in (None, 0) for process in processes):
                     raise DreamworldError(
                         "a collection worker died; the episodes it stored are kept: run the same "
@@ -159,6 +191,7 @@ def _run_workers(
                 running -= 1
                 continue
             score, length, frames = payload
+            started()
             result.episodes += 1
             result.steps += length
             result.returns.append(score)

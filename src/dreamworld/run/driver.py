@@ -121,7 +121,11 @@ class Driver:
 def vector_env(config: EnvConfig, num_envs: int | None = None, parallel: str | None = None) -> VectorEnv:
     """The parallel environments a config describes (``num_envs`` and ``parallel`` may override it)."""
     return make_vector_env(
-        config.name, num_envs or config.envs, parallel=parallel or config.parallel, **_env_options(config)
+        config.name,
+        num_envs or config.envs,
+        parallel=parallel or config.parallel,
+        nonfinite=config.nonfinite,
+        **_env_options(config),
     )
 
 

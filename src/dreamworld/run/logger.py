@@ -8,7 +8,9 @@ Everything lands in the run directory::
     <logdir>/videos/<name>_<step>.mp4   every video, also as a file
 
 Every file is appended to (a resumed run keeps its earlier lines) without buffering, so a
-killed run loses nothing it wrote. JSON has no NaN or infinity: such values are written
+killed run loses nothing it wrote. A run that resumes from a checkpoint first drops what was written
+after it (:meth:`Logger.marks`, :func:`rewind_logs`, and ``purge_step``, which makes TensorBoard discard
+the later events of earlier files). JSON has no NaN or infinity: such values are written
 as the strings ``"nan"``, ``"inf"`` and ``"-inf"``, which ``float()`` reads back (as
 :func:`read_jsonl` does); TensorBoard keeps them as floats.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 import socket
 import sys
@@ -40,7 +43,7 @@ import numpy as np
 from rich.console import Console
 from rich.errors import LiveError
 from rich.progress import BarColumn, Progress, TextColumn
-from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.summary.writer.record_writer import RecordWriter
 
@@ -72,6 +75,8 @@ class Logger:
             :data:`PLAIN_INTERVAL_S` seconds.
         video_fps: Frame rate of videos.
         description: Label of the progress display; defaults to the name of ``logdir``.
+        purge_step: For a resumed run: TensorBoard drops the events of earlier event files from this
+            step on (they were written after the checkpoint the run resumes from).
 
     Raises:
         StorageError: The run directory or a log file cannot be created.
@@ -92,6 +97,7 @@ class Logger:
         progress: bool = True,
         video_fps: int = 20,
         description: str = "",
+        purge_step: int | None = None,
     ) -> None:
         if video_fps <= 0:
             raise ValueError(f"video_fps must be positive, got {video_fps}")
@@ -107,6 +113,8 @@ class Logger:
             self._metrics = _closed_by(stack, _JsonLines(self.logdir / METRICS_FILE))
             self._scores = _closed_by(stack, _JsonLines(self.logdir / SCORES_FILE))
             self._events = _closed_by(stack, _EventFile(self.logdir)) if tensorboard else None
+            if self._events is not None and purge_step is not None:
+                self._events.purge(purge_step)
             self._resources = stack.pop_all()
         label = description or self.logdir.name
         self._progress = _make_progress(label, total_steps) if progress else None
@@ -115,6 +123,10 @@ class Logger:
     def step(self) -> int:
         """The step of the latest :meth:`write` or :meth:`score`; videos default to it."""
         return self._step
+
+    def marks(self) -> dict[str, int]:
+        """The lengths of ``metrics.jsonl`` and ``scores.jsonl`` now, for :func:`rewind_logs`."""
+        return {METRICS_FILE: self._metrics.size(), SCORES_FILE: self._scores.size()}
 
     def scalar(self, name: str, value: float) -> None:
         """Buffers one scalar until the next :meth:`write`.
@@ -288,6 +300,28 @@ class Logger:
             raise RuntimeError(f"the logger of {self.logdir} is closed")
 
 
+def rewind_logs(logdir: str | Path, marks: Mapping[str, int], step: int) -> None:
+    """Drops what a run wrote after a checkpoint: the JSON-lines files are cut to the lengths
+    :meth:`Logger.marks` recorded then, and videos of later steps are deleted.
+
+    Args:
+        logdir: The run directory (its logger must not be open).
+        marks: File name to length in bytes.
+        step: The checkpoint's step; videos recorded after it go.
+    """
+    logdir = Path(logdir)
+    for name, size in marks.items():
+        path = logdir / name
+        if path.exists() and path.stat().st_size > size:
+            with _storage_errors("truncate", path), open(path, "r+b") as file:
+                file.truncate(size)
+    pattern = re.compile(r"_(\d+)(?:-\d+)?$")
+    for video in (logdir / VIDEO_DIR).glob("*") if (logdir / VIDEO_DIR).is_dir() else []:
+        found = pattern.search(video.stem)
+        if found and int(found.group(1)) > step:
+            video.unlink(missing_ok=True)
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Reads ``metrics.jsonl`` or ``scores.jsonl``, with ``"nan"``/``"inf"``/``"-inf"`` as floats.
 
@@ -347,6 +381,10 @@ class _AppendOnly:
             while view:
                 view = view[self._file.write(view) :]
 
+    def size(self) -> int:
+        """Bytes in the file (everything appended has reached the operating system)."""
+        return os.fstat(self._file.fileno()).st_size
+
     def close(self) -> None:
         self._file.close()
 
@@ -400,6 +438,12 @@ class _EventFile(_AppendOnly):
 
     def write(self, summary: Summary, step: int) -> None:
         self._append_event(Event(wall_time=time.time(), step=step, summary=summary))
+
+    def purge(self, step: int) -> None:
+        """A session start at ``step``: TensorBoard discards the events of this run from ``step`` on
+        that it read before this record (its rule for restarted jobs)."""
+        status = SessionLog(status=SessionLog.START)
+        self._append_event(Event(wall_time=time.time(), step=step, session_log=status))
 
     def _append_event(self, event: Event) -> None:
         self._records.write(event.SerializeToString())

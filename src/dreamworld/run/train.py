@@ -14,12 +14,27 @@ the suite supports them: :mod:`dreamworld.envs.base`), and names the replay's ch
 ``<logdir>/replay/``, which are restored slot for slot. A resumed run then takes the same steps and
 updates as one that was never stopped (tests/test_train.py checks this). Where the environments
 cannot be captured (Atari, Box2D), the episodes in flight end at the checkpoint and the resumed run
-starts new ones; their steps stay in the replay. A checkpoint written during prefill resumes with a
-new random-policy stream.
+starts new ones; their steps stay in the replay. The checkpoint also holds the random policy of the
+prefill and the metrics averaged since the last write, so that a run resumed during the prefill, or
+between two metric writes, writes what an uninterrupted one writes.
+
+What a killed run wrote after its last checkpoint is dropped when it resumes: the checkpoint records
+how long ``metrics.jsonl`` and ``scores.jsonl`` were and the newest episode file, so the resumed run
+truncates the logs, removes later episodes and videos, and tells TensorBoard to discard later events.
+A killed and resumed run's directory then holds what an uninterrupted one holds.
+
+Ctrl-C or SIGTERM lets the current update finish, writes a checkpoint and raises
+:class:`~dreamworld.errors.RunInterrupted` (exit status 130 or 143 on the command line); a second
+Ctrl-C aborts at once. An update whose gradients are not finite is skipped (:mod:`dreamworld.nn.optim`);
+``dreamer.max_nonfinite`` of them in a row stop the run with an error, and a checkpoint is never
+overwritten by one holding a non-finite number.
 """
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +44,12 @@ import numpy as np
 import torch
 
 from dreamworld.algos.dreamer.agent import CHECKPOINT_KIND, Dreamer, PolicyState
-from dreamworld.config import Config, config_to_dict, save_config
+from dreamworld.config import Config, config_to_dict
+from dreamworld.config.loader import TASK_KEYS, changed_keys
 from dreamworld.data import EPISODE_DIR, EpisodeStore, Replay
 from dreamworld.data.replay import REPLAY_DIR
-from dreamworld.envs.parallel import VectorEnv
+from dreamworld.envs.parallel import VectorEnv, exit_if_reimported
+from dreamworld.errors import CheckpointError, DreamworldError, RunInterrupted
 from dreamworld.run.checkpoint import (
     CHECKPOINT_NAME,
     arrays_to_tensors,
@@ -41,10 +58,11 @@ from dreamworld.run.checkpoint import (
     tensors_to_arrays,
 )
 from dreamworld.run.driver import Driver, vector_env
-from dreamworld.run.logger import Logger
+from dreamworld.run.logger import Logger, rewind_logs
 from dreamworld.run.policies import RandomPolicy
+from dreamworld.run.rundir import RunDirectory
 from dreamworld.run.seeding import rng_state, seed_everything, set_rng_state
-from dreamworld.run.system import pick_device, tune_allocator
+from dreamworld.run.system import learner_threads, pick_device, tune_allocator
 
 KIND = CHECKPOINT_KIND
 
@@ -90,22 +108,62 @@ def train(config: Config, agent: Dreamer | None = None) -> TrainResult:
     Returns:
         Counters, the checkpoint path and the final evaluation return.
     """
-    logdir = Path(config.logdir)
-    logdir.mkdir(parents=True, exist_ok=True)
-    save_config(config, logdir)
-    seed_everything(config.seed)
-    tune_allocator()
-    if config.dreamer.threads:
-        torch.set_num_threads(config.dreamer.threads)
-    env = vector_env(config.env)
-    eval_env = vector_env(config.env, num_envs=1, parallel="serial")
-    with env, eval_env:
-        if agent is None:
-            agent = Dreamer(config.dreamer, env.obs_space, env.act_space, pick_device(config.dreamer.device))
-        if agent.device.type == "cuda":
-            torch.set_float32_matmul_precision("high")  # float32 runs take tf32 matmuls on a GPU
-        loop = _Loop(config, agent, env, eval_env)
-        return loop.run()
+    exit_if_reimported()  # a worker process re-importing an unguarded script must not train
+    with RunDirectory(config.logdir, config) as run:
+        seed_everything(config.seed)
+        tune_allocator()
+        torch.set_num_threads(learner_threads(config.dreamer.threads))
+        env = vector_env(config.env)
+        eval_env = vector_env(config.env, num_envs=1, parallel="serial")
+        with env, eval_env:
+            if agent is None:
+                device = pick_device(config.dreamer.device)
+                agent = Dreamer(config.dreamer, env.obs_space, env.act_space, device)
+            if agent.device.type == "cuda":
+                torch.set_float32_matmul_precision("high")  # float32 runs take tf32 matmuls on a GPU
+            loop = _Loop(config, agent, env, eval_env)
+            run.started()  # only now does the run's config.yaml change
+            return loop.run()
+
+
+MODEL_PREFIXES = ("dreamer.world_model.", "dreamer.actor.", "dreamer.critic.")
+
+
+class NonFiniteError(DreamworldError):
+    """Too many updates in a row had non-finite gradients."""
+
+
+class _StopSignals:
+    """Turns the first Ctrl-C or SIGTERM into a request to stop after the current update; a second
+    one aborts at once. Installed only in the main thread (signal handlers live there)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt  # the second one: stop now, without a checkpoint
+        self.signum = signum
+        name = signal.Signals(signum).name
+        print(
+            f"\n{name}: saving a checkpoint after this update (Ctrl-C again aborts at once)", file=sys.stderr
+        )
+
+
+class _EvaluationStopped(Exception):
+    """A stop was requested during an evaluation, which is abandoned."""
 
 
 def episode_stats(episode: dict[str, np.ndarray]) -> dict[str, float]:
@@ -171,9 +229,21 @@ class DeviceMeans:
         self.sums = {}
         return means
 
+    def state_dict(self) -> list[dict[str, Any]]:
+        """The sums of the interval so far, as plain data for a checkpoint."""
+        return [
+            {"keys": list(keys), "total": total, "count": count} for keys, (total, count) in self.sums.items()
+        ]
+
+    def load_state_dict(self, state: list[dict[str, Any]], device: torch.device) -> None:
+        self.sums = {
+            tuple(group["keys"]): (group["total"].to(device), int(group["count"])) for group in state
+        }
+
 
 class _Clock:
-    """Fires every ``seconds`` of wall-clock time, and every ``steps`` policy steps when ``steps > 0``."""
+    """Fires every ``seconds`` of wall-clock time, and when ``steps > 0`` at each multiple of ``steps``
+    policy steps (the same steps whether or not the run was resumed in between)."""
 
     def __init__(self, seconds: float, steps: int, start_step: int) -> None:
         self.seconds, self.steps = seconds, steps
@@ -181,7 +251,8 @@ class _Clock:
 
     def due(self, step: int) -> bool:
         now = time.monotonic()
-        if now - self.last_time >= self.seconds or (self.steps and step - self.last_step >= self.steps):
+        crossed = self.steps and step // self.steps > self.last_step // self.steps
+        if now - self.last_time >= self.seconds or crossed:
             self.last_time, self.last_step = now, step
             return True
         return False
@@ -211,6 +282,7 @@ class _Loop:
         self.policy_state: PolicyState = None
         self.metrics: dict[str, list[float]] = {}
         self.update_metrics = DeviceMeans()
+        self.stop = _StopSignals()
         resumed = self._resume() if self.checkpoint.exists() else None
         before = resumed if resumed is not None else {}
         self.seconds_before = float(before.get("seconds", 0.0))  # the clocks of earlier invocations
@@ -226,10 +298,19 @@ class _Loop:
             progress=config.log.progress,
             video_fps=config.log.video_fps,
             description=f"{config.env.name}",
+            purge_step=None if resumed is None else self.counters.steps + 1,
         )
+        self.prefill_policy = RandomPolicy(env.act_space, env.num_envs, seed=config.seed)
+        if resumed is not None:
+            for rng, saved in zip(self.prefill_policy.rngs, resumed.get("prefill_rngs", []), strict=False):
+                rng.bit_generator.state = saved
+            self.metrics = {key: list(values) for key, values in resumed.get("episode_metrics", {}).items()}
+            self.update_metrics.load_state_dict(resumed.get("update_metrics", []), agent.device)
         self.driver = Driver(env, seed=config.seed + self.counters.episodes)
         self.driver.on_step(self._on_step)
         self.driver.on_episode(self._on_episode)
+        if resumed is not None and resumed.get("threads") and not config.dreamer.threads:
+            torch.set_num_threads(int(resumed["threads"]))  # the run's own, for an exact resume
         if resumed is not None and resumed.get("envs") is not None and len(resumed["envs"]) == env.num_envs:
             env.set_states(tensors_to_arrays(resumed["envs"]))
             self.driver.load_state_dict(tensors_to_arrays(resumed["driver"]))
@@ -254,22 +335,28 @@ class _Loop:
         every = dreamer.eval_every
         # Evaluations fall on multiples of eval_every, whatever step a resumed run starts from.
         next_eval = (self.counters.steps // every + 1) * every if every else None
-        with self.logger:
+        with self.logger, self.stop:
             self._prefill()
-            self._warmup()
-            while self.counters.steps < dreamer.steps and not self.out_of_time():
+            if not self.stop.signum:
+                self._warmup()
+            while self.counters.steps < dreamer.steps and not self.out_of_time() and not self.stop.signum:
                 self.driver.run(self._act, steps=self.env.num_envs)
                 self._update()
                 if log.due(self.counters.steps):
                     self._write_metrics()
                 if next_eval is not None and self.counters.steps >= next_eval:
-                    self.evaluate()
+                    self._evaluate_unless_stopped()
                     next_eval = (self.counters.steps // every + 1) * every
-                if save.due(self.counters.steps):
-                    self.save()
+                if save.due(self.counters.steps) and self.counters.steps < dreamer.steps:
+                    self.save()  # (the last step's checkpoint follows the final evaluation)
             self._write_metrics()
+            if self.stop.signum:
+                self._save_and_raise(self.stop.signum)
+            # The final checkpoint follows the final evaluation, so that it accounts for every line.
+            returns = self._evaluate_unless_stopped()
             self.save()
-            returns = self.evaluate()
+            if self.stop.signum:
+                self._save_and_raise(self.stop.signum)
         return TrainResult(
             self.logdir,
             self.counters.steps,
@@ -277,6 +364,21 @@ class _Loop:
             float(np.mean(returns)) if returns else None,
             returns,
             self.checkpoint,
+        )
+
+    def _evaluate_unless_stopped(self) -> list[float]:
+        try:
+            return self.evaluate()
+        except _EvaluationStopped:
+            return []
+
+    def _save_and_raise(self, signum: int) -> None:
+        path = self.save()
+        name = signal.Signals(signum).name
+        raise RunInterrupted(
+            signum,
+            f"{name}: stopped at step {self.counters.steps:,} with a checkpoint ({path}); run the same "
+            "command again to resume",
         )
 
     def evaluate(self) -> list[float]:
@@ -290,6 +392,8 @@ class _Loop:
         latent: list[PolicyState] = [None]
 
         def act(obs: dict[str, np.ndarray], state: Any) -> tuple[np.ndarray, Any]:
+            if self.stop.signum:
+                raise _EvaluationStopped
             if not tally.returns:
                 frame = obs["image"][0] if "image" in obs else self.eval_env.render(0)
                 if frame is not None:
@@ -313,9 +417,19 @@ class _Loop:
         return returns
 
     def save(self) -> Path:
-        """Writes the replay's new chunks, then the checkpoint atomically, then drops stale chunks."""
+        """Writes the replay's new chunks, then the checkpoint atomically, then drops stale chunks.
+
+        Raises:
+            NonFiniteError: The agent holds a NaN or an infinity; the checkpoint on disk is kept.
+        """
+        if not self.agent.is_finite():
+            raise NonFiniteError(
+                f"the agent holds NaN or infinite values at step {self.counters.steps:,}; the checkpoint "
+                f"in {self.logdir} was not overwritten: lower the learning rates or check the environment"
+            )
         envs = self.env.get_states() if self.driver.obs is not None else None
         manifest = self.replay.save(self.replay_dir)
+        episodes = self.store.paths() if self.config.replay.save_episodes else []
         state = {
             **self.agent.training_state(),
             "counters": self.counters.state(),
@@ -327,6 +441,12 @@ class _Loop:
             "run_config": config_to_dict(self.config),
             "seconds": self.hours() * 3600,
             "cpu": self.cpu_hours() * 3600,
+            "threads": torch.get_num_threads(),
+            "prefill_rngs": [rng.bit_generator.state for rng in self.prefill_policy.rngs],
+            "episode_metrics": {key: list(values) for key, values in self.metrics.items()},
+            "update_metrics": self.update_metrics.state_dict(),
+            "logs": self.logger.marks(),
+            "last_episode": episodes[-1].name if episodes else "",
         }
         path = save_checkpoint(self.checkpoint, state, kind=KIND)
         self.replay.prune(self.replay_dir, manifest)
@@ -335,7 +455,24 @@ class _Loop:
     def _resume(self) -> dict[str, Any]:
         """Restores the learner and the replay; returns the checkpoint for the environment part."""
         state = load_checkpoint(self.checkpoint, kind=KIND)
-        self.agent.load_training_state(state)
+        changed = changed_keys(state.get("run_config"), config_to_dict(self.config))
+        task = [key for key in changed if key in TASK_KEYS]
+        try:
+            if task:
+                raise CheckpointError("")
+            self.agent.load_training_state(state)
+        except CheckpointError:
+            model = [key for key in changed if key.startswith(MODEL_PREFIXES) and ".opt." not in key]
+            named = task or model
+            if not named:
+                raise
+            key, (here, there) = named[0], changed[named[0]]
+            more = f" (and {len(named) - 1} more)" if len(named) > 1 else ""
+            raise CheckpointError(
+                f"{key} is {here} here but {there} in the run of {self.checkpoint}{more}, which cannot "
+                f"change in a run: continue it without that change, or start another (--fresh, or "
+                "another --logdir)"
+            ) from None
         self.counters = Counters(**state["counters"])
         set_rng_state(state["rng"])
         if "replay" in state:
@@ -344,13 +481,18 @@ class _Loop:
         else:  # a checkpoint of dreamworld 0.1 without replay files: refill from the episodes
             self.replay.restore(self.store)
             self.replay.rng.bit_generator.state = state["replay_rng"]
+        if "logs" in state:  # drop what a killed run wrote after this checkpoint
+            rewind_logs(self.logdir, state["logs"], self.counters.steps)
+            self.store.remove_after(state["last_episode"])
         return state
 
     def _prefill(self) -> None:
-        missing = self.config.dreamer.prefill - self.counters.steps
-        if missing > 0:
-            policy = RandomPolicy(self.env.act_space, self.env.num_envs, seed=self.config.seed)
-            self.driver.run(policy, steps=missing)
+        """Random actions until ``dreamer.prefill`` steps (never past ``dreamer.steps``)."""
+        target = min(self.config.dreamer.prefill, self.config.dreamer.steps)
+        if self.counters.steps >= target:
+            return
+        while self.counters.steps < target and not self.stop.signum:
+            self.driver.run(self.prefill_policy, steps=self.env.num_envs)
 
     def _warmup(self) -> None:
         """Compiles a compiled agent's update on a replayed batch before training, so the first
@@ -390,7 +532,7 @@ class _Loop:
 
     def _update(self) -> None:
         batch = self.config.replay.batch
-        while self.counters.earned >= 1.0:
+        while self.counters.earned >= 1.0 and not self.stop.signum:
             try:
                 data = self.replay.sample(batch)
             except ValueError:
@@ -398,13 +540,26 @@ class _Loop:
             self.update_metrics.add(self.agent.train_step(data))
             self.counters.earned -= 1.0
             self.counters.updates += 1
+            if self.agent.device.type == "cpu":  # a free read there; on a GPU at metric writes
+                self._check_nonfinite()
             every = self.config.dreamer.report_every
             if every and self.counters.updates % every == 0:
                 video = self.agent.open_loop(self.replay.sample(min(batch, 4)))
                 if video is not None:
                     self.logger.video("wm/open_loop", video, step=self.counters.steps)
 
+    def _check_nonfinite(self) -> None:
+        """Stops the run after ``dreamer.max_nonfinite`` skipped updates in a row."""
+        limit = self.config.dreamer.max_nonfinite
+        if limit and int(self.agent.nonfinite_streak) >= limit:
+            raise NonFiniteError(
+                f"{limit} updates in a row had NaN or infinite gradients and were skipped (step "
+                f"{self.counters.steps:,}); the last good checkpoint is kept: lower the learning rates, "
+                "check the rewards' scale, or raise dreamer.max_nonfinite"
+            )
+
     def _write_metrics(self) -> None:
+        self._check_nonfinite()
         for key, values in self.metrics.items():
             self.logger.scalar(key, float(np.mean(values)))
         self.metrics = {}

@@ -2,9 +2,13 @@
 
 A small HTTP server (standard library, bound to 127.0.0.1 unless ``--host`` says otherwise) serves one
 page. From a real starting frame, each key press is an action: the model imagines the next frame and
-the real environment takes the same action beside it. "The agent drives" lets the trained policy pick
-the actions (Dreamer's actor on the imagined state; the World Models controller on ``[z, h]``), and a
-temperature slider sets how wild the World Models dream is.
+the real environment takes the same action beside it. A run that learned from vectors has no frames to
+imagine: the predicted observation is drawn by a second copy of the simulator put in the state it
+describes (classic control, MuJoCo, dm_control's cartpole, pendulum and reacher), and for every vector
+task the page plots the predicted and the real observation, reward and continuation as they go.
+"The agent drives" lets the trained policy pick the actions (Dreamer's actor on the imagined state;
+the World Models controller on ``[z, h]``), and a temperature slider sets how wild the World Models
+dream is.
 
 Keys: arrows (left/right, up = gas or forward, down = brake; with two discrete actions, left and
 right are actions 0 and 1), digits for discrete action indices, space for "no action" (action 0),
@@ -15,9 +19,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import errno
 import io
 import json
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -41,7 +46,25 @@ class Session:
     def __init__(self) -> None:
         self.steps, self.seed, self.real_return, self.dream_return = 0, 0, 0.0, 0.0
         self.real_done = False
-        self.lock = threading.Lock()
+        # Simulators that draw with OpenGL (MuJoCo, dm_control) must stay on the thread that made
+        # their context; the server answers each request on a new thread. So every simulator is
+        # built and used on this one thread, which also serialises the requests.
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="dreamworld-dream")
+
+    def make_env(self, config: Any) -> Any:
+        """An environment built on the session's thread (see ``__init__``)."""
+        return self.thread.submit(single_env, config).result()
+
+    def close(self) -> None:
+        """Closes the simulators on their thread, then the thread."""
+
+        def close_all() -> None:
+            for env in (getattr(self, "env", None), getattr(self, "mirror", None)):
+                if env is not None:
+                    env.close()
+
+        self.thread.submit(close_all).result()
+        self.thread.shutdown()
 
     def info(self) -> dict[str, Any]:
         return {
@@ -53,32 +76,46 @@ class Session:
         }
 
     def reset(self) -> dict[str, Any]:
-        with self.lock:
-            self.seed += 1
-            obs = self.env.reset(seed=self.seed)
-            self.steps, self.real_return, self.dream_return, self.real_done = 0, 0.0, 0.0, False
-            self.real_frame = self._frame(obs)
-            imagined = self.start(obs)
-            return self._reply(imagined, None)
+        return self.thread.submit(self._reset).result()
 
     def step(self, action: Any, agent: bool, temperature: float | None) -> dict[str, Any]:
-        with self.lock:
-            if temperature is not None and self.temperature is not None:
-                self.temperature = float(temperature)
-            chosen = self.policy() if agent else self._parse(action)
-            imagined, reward = self.imagine(chosen)
-            self.dream_return += reward
-            if not self.real_done:
-                obs = self.env.step(chosen)
-                self.real_frame, self.real_done = self._frame(obs), bool(obs["is_last"])
-                self.real_return += float(obs["reward"])
-            self.steps += 1
-            return self._reply(imagined, chosen)
+        return self.thread.submit(self._step, action, agent, temperature).result()
 
-    def start(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+    def _reset(self) -> dict[str, Any]:
+        self.seed += 1
+        obs = self.env.reset(seed=self.seed)
+        self.steps, self.real_return, self.dream_return, self.real_done = 0, 0.0, 0.0, False
+        self.real_frame = self._frame(obs)
+        imagined = self.start(obs)
+        self.record(obs)
+        return self._reply(imagined, None)
+
+    def _step(self, action: Any, agent: bool, temperature: float | None) -> dict[str, Any]:
+        if temperature is not None and self.temperature is not None:
+            self.temperature = float(temperature)
+        chosen = self.policy() if agent else self._parse(action)
+        imagined, reward = self.imagine(chosen)
+        self.dream_return += reward
+        obs = None
+        if not self.real_done:
+            obs = self.env.step(chosen)
+            self.real_frame, self.real_done = self._frame(obs), bool(obs["is_last"])
+            self.real_return += float(obs["reward"])
+        self.steps += 1
+        self.record(obs)
+        return self._reply(imagined, chosen)
+
+    def record(self, obs: dict[str, np.ndarray] | None) -> None:
+        """Keeps what the plots of a vector task show; ``obs`` is None once the real episode is over."""
+
+    def plot(self) -> np.ndarray | None:
+        """A frame of live plots beside the views, or None."""
+        return None
+
+    def start(self, obs: dict[str, np.ndarray]) -> np.ndarray | None:
         raise NotImplementedError
 
-    def imagine(self, action: Any) -> tuple[np.ndarray, float]:
+    def imagine(self, action: Any) -> tuple[np.ndarray | None, float]:
         raise NotImplementedError
 
     def policy(self) -> Any:
@@ -102,15 +139,17 @@ class Session:
     def _frame(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(obs["image"])
 
-    def _reply(self, imagined: np.ndarray, action: Any) -> dict[str, Any]:
+    def _reply(self, imagined: np.ndarray | None, action: Any) -> dict[str, Any]:
         shown = (
             None
             if action is None
             else (int(action) if self.discrete else np.asarray(action).round(2).tolist())
         )
+        plot = self.plot()
         return {
-            "imagined": _png(imagined),
-            "real": _png(self.real_frame),
+            "imagined": None if imagined is None else _png(imagined),
+            "real": None if self.real_frame is None else _png(self.real_frame),
+            "plot": None if plot is None else _png(plot),
             "step": self.steps,
             "action": shown,
             "real_return": round(self.real_return, 2),
@@ -130,51 +169,123 @@ class DreamerSession(Session):
         self.agent = Dreamer.load(checkpoint, device="cpu").eval()
         config = self.agent.run_config
         assert config is not None
-        if "image" not in self.agent.shapes:
-            raise DreamworldError(
-                "this run learned from vectors, not images: there is nothing to show in a dream"
-            )
         self.name = config.env.name
-        self.env = single_env(config.env)
+        self.env = self.make_env(config.env)
         self.discrete = self.agent.actions if self.agent.discrete else 0
         self.dims = 0 if self.agent.discrete else self.agent.actions
+        # A task learned from vectors: a second simulator draws the predicted observations.
+        self.vectors = "image" not in self.agent.shapes
+        self.mirror = self.make_env(config.env) if self.vectors else None
+        self.history: dict[str, list[Any]] = {}
 
     @property
     def carracing(self) -> bool:
         return self.name == "carracing"
 
     @torch.no_grad()
-    def start(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+    def start(self, obs: dict[str, np.ndarray]) -> np.ndarray | None:
         rssm, agent = self.agent.wm.rssm, self.agent
-        inputs = {key: torch.as_tensor(obs[key][None]) for key in agent.shapes}
+        inputs = {key: torch.as_tensor(np.asarray(obs[key])[None]) for key in agent.shapes}
         if "vector" in inputs:
-            inputs["vector"] = inputs["vector"].float()
+            inputs["vector"] = agent._vector(inputs["vector"])
         embed = rssm.post_embed(agent.wm.encoder(inputs))
         action = torch.zeros(1, agent.actions)
         self.state = rssm.obs_step(
             rssm.initial(1), action, embed, torch.ones(1, dtype=torch.bool), sample=False
         )
+        self.history = {"real": [], "imagined": [], "real_reward": [], "reward": [], "cont": []}
+        self.predicted: tuple[float, float] = (0.0, 1.0)
         return self._decode()
 
     @torch.no_grad()
-    def imagine(self, action: Any) -> tuple[np.ndarray, float]:
+    def imagine(self, action: Any) -> tuple[np.ndarray | None, float]:
         agent = self.agent
         if agent.discrete:
             encoded = torch.nn.functional.one_hot(torch.tensor([int(action)]), agent.actions).float()
         else:
             encoded = torch.as_tensor(np.asarray(action, np.float32)[None])
         self.state = agent.wm.rssm.img_step(self.state, encoded)
-        reward = float(agent.wm.reward(agent.wm.rssm.feat(self.state)).mode().reshape(-1)[0])
+        feat = agent.wm.rssm.feat(self.state)
+        reward = float(agent.wm.reward(feat).mode().reshape(-1)[0])
+        cont = float(agent.wm.cont(feat).mode().reshape(-1)[0]) if agent.wm.cont is not None else 1.0
+        self.predicted = (reward, cont)
         return self._decode(), reward
+
+    def _frame(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(obs["image"]) if "image" in obs else self.env.render()
+
+    def record(self, obs: dict[str, np.ndarray] | None) -> None:
+        if not self.vectors:
+            return
+        history = self.history
+        history["imagined"].append(self.imagined_vector)
+        history["reward"].append(self.predicted[0])
+        history["cont"].append(self.predicted[1])
+        real = None if obs is None else np.asarray(obs["vector"], np.float64)
+        history["real"].append(real)
+        history["real_reward"].append(None if obs is None else float(obs["reward"]))
+
+    def plot(self) -> np.ndarray | None:
+        return plot_vectors(self.history) if self.vectors and self.history.get("imagined") else None
 
     @torch.no_grad()
     def policy(self) -> Any:
         action = self.agent.actor(self.agent.wm.rssm.feat(self.state)).mode()
         return self.agent.decode_action(action if self.agent.discrete else action.clamp(-1, 1))[0]
 
-    def _decode(self) -> np.ndarray:
-        image = self.agent.wm.decoder(self.agent.wm.rssm.feat(self.state))["image"].mode()[0]
-        return ((image + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    def _decode(self) -> np.ndarray | None:
+        """The predicted image; for a vector task the simulator's drawing of the predicted
+        observation (None where its state cannot be set from one)."""
+        decoded = self.agent.wm.decoder(self.agent.wm.rssm.feat(self.state))
+        if not self.vectors:
+            image = decoded["image"].mode()[0]
+            return ((image + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        vector = decoded["vector"].mode()[0].float()
+        if self.agent.vector_norm is not None:
+            vector = vector * self.agent.vector_norm.std + self.agent.vector_norm.mean
+        self.imagined_vector = vector.numpy().astype(np.float64)
+        assert self.mirror is not None
+        if not self.mirror.show_observation(self.imagined_vector):
+            return None
+        return self.mirror.render()
+
+
+def plot_vectors(history: dict[str, list[Any]], dims: int = 8) -> np.ndarray:
+    """Live plots of a dream of a vector task: the first ``dims`` observation dimensions (real solid,
+    imagined dashed), the reward (real and predicted) and the predicted continuation, per step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    imagined = np.array(history["imagined"])
+    steps = np.arange(len(imagined))
+    real = np.array([np.full(imagined.shape[1], np.nan) if r is None else r for r in history["real"]])
+    figure, (top, middle, bottom) = plt.subplots(
+        3, 1, figsize=(7.7, 4.6), dpi=100, sharex=True, gridspec_kw={"height_ratios": [3, 1.2, 1]}
+    )
+    colours = [f"C{index}" for index in range(10)]
+    for dim in range(min(dims, imagined.shape[1])):
+        colour = colours[dim % len(colours)]
+        top.plot(steps, real[:, dim], color=colour, lw=1.2, label=f"{dim}")
+        top.plot(steps, imagined[:, dim], color=colour, lw=1.2, ls="--")
+    top.set_ylabel("observation")
+    top.legend(ncol=8, fontsize=7, loc="upper left", title="dimension: real solid, imagined dashed",
+               title_fontsize=7, frameon=False)  # fmt: skip
+    rewards = [np.nan if r is None else r for r in history["real_reward"]]
+    middle.plot(steps, rewards, color="black", lw=1.2, label="real")
+    middle.plot(steps, history["reward"], color="tab:orange", lw=1.2, ls="--", label="imagined")
+    middle.set_ylabel("reward")
+    middle.legend(fontsize=7, loc="upper left", frameon=False)
+    bottom.plot(steps, history["cont"], color="tab:green", lw=1.2)
+    bottom.set_ylim(-0.05, 1.05)
+    bottom.set_ylabel("continue")
+    bottom.set_xlabel("step")
+    figure.tight_layout()
+    figure.canvas.draw()
+    frame = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()  # type: ignore[attr-defined]
+    plt.close(figure)
+    return frame
 
 
 class WorldModelsSession(Session):
@@ -189,7 +300,7 @@ class WorldModelsSession(Session):
 
         config = load_config(["worldmodels"], [logdir / "config.yaml"], {"logdir": str(logdir)})
         self.name = config.env.name
-        self.env = single_env(dataclasses.replace(config.env, obs="image"))
+        self.env = self.make_env(dataclasses.replace(config.env, obs="image"))
         spec = load_mdnrnn(logdir)[1]
         self.discrete = int(spec["discrete"])
         self.dims = 0 if self.discrete else int(spec["actions"])
@@ -295,7 +406,15 @@ def serve(session: Session, host: str = "127.0.0.1", port: int = 8765) -> Thread
         def log_message(self, *args: Any) -> None:
             """Quiet: one line per frame would flood the terminal."""
 
-    return ThreadingHTTPServer((host, port), Handler)
+    try:
+        return ThreadingHTTPServer((host, port), Handler)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise DreamworldError(
+                f"port {port} on {host} is in use (another dream page?): pass --port N, or --port 0 for "
+                "a free one"
+            ) from None
+        raise DreamworldError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
 
 
 def _png(frame: np.ndarray) -> str:
@@ -315,6 +434,9 @@ PAGE = """<!doctype html>
 body{font-family:sans-serif;background:#111;color:#eee;margin:1.5em}
 .views{display:flex;gap:2em}.view{text-align:center}
 img{width:384px;height:384px;image-rendering:pixelated;background:#000;border:1px solid #444}
+#plot{width:770px;height:460px;image-rendering:auto;background:#fff}
+[hidden]{display:none!important}
+.none{width:384px;height:384px;display:flex;align-items:center;justify-content:center;border:1px solid #444}
 button{font-size:1em;margin-right:1em}#status{margin-top:1em;font-family:monospace}
 </style></head><body>
 <h2>Inside the learned world</h2>
@@ -323,14 +445,21 @@ button{font-size:1em;margin-right:1em}#status{margin-top:1em;font-family:monospa
 <span id="tempbox" hidden>temperature <input id="temp" type="range" min="0.05" max="2" step="0.05">
 <span id="tempval"></span></span></div>
 <div class="views">
-<div class="view"><img id="imagined" alt="imagined"><div>the model's dream</div></div>
+<div class="view"><img id="imagined" alt="imagined"><div id="undrawable" class="none" hidden>
+the simulator cannot be set from an observation:<br>the plots below show the dream</div>
+<div>the model's dream</div></div>
 <div class="view"><img id="real" alt="real"><div>the real environment</div></div></div>
+<div class="view"><img id="plot" alt="plots" hidden></div>
 <div id="status">loading...</div>
 <script>
 let info = null, agent = false, timer = null, busy = false;
 const $ = (id) => document.getElementById(id);
 function show(r) {
-  $("imagined").src = r.imagined; $("real").src = r.real;
+  $("imagined").hidden = r.imagined === null; $("undrawable").hidden = r.imagined !== null;
+  if (r.imagined !== null) $("imagined").src = r.imagined;
+  if (r.real !== null) $("real").src = r.real;
+  $("plot").hidden = r.plot === null;
+  if (r.plot !== null) $("plot").src = r.plot;
   const over = r.real_done ? " (real episode over)" : "";
   $("status").textContent = `step ${r.step}  action ${JSON.stringify(r.action)}  ` +
     `dream return ${r.dream_return}  real return ${r.real_return}${over}`;

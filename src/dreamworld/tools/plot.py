@@ -75,15 +75,23 @@ def find_runs(indir: str | Path) -> list[Run]:
     Exactly three levels below ``indir`` a run's path is ``<task>/<method>/<seed>`` (Dreamer's layout);
     elsewhere task and seed come from the nearest ``config.yaml`` (``env.name``, ``seed``) and the method
     is the parent directory's name (the run's own name, less a ``-seed<N>`` suffix, directly under
-    ``indir``).
+    ``indir``). The records of ``dreamworld eval`` (``<run>/eval``) are not runs and are left out.
 
     Example:
         >>> [(r.task, r.method, r.seed) for r in find_runs("runs")]  # doctest: +SKIP
         [('dmc/walker-walk', 'dreamerv3', '0'), ('dmc/walker-walk', 'dreamerv3', '1')]
     """
     indir = Path(indir)
-    runs = [_identify(path.parent, indir) for path in indir.rglob(METRICS_FILE) if path.is_file()]
+    found = [path.parent for path in indir.rglob(METRICS_FILE) if path.is_file()]
+    runs = [_identify(path, indir) for path in found if not _is_evaluation(path)]
     return sorted(runs, key=lambda run: (run.task, run.method, run.seed, str(run.path)))
+
+
+def _is_evaluation(path: Path) -> bool:
+    """Whether ``path`` holds ``dreamworld eval``'s records of a trained run, which are not a run."""
+    from dreamworld.tools.evaluate import EVAL_DIR, RESULT_NAME
+
+    return (path / RESULT_NAME).is_file() or (path.name == EVAL_DIR and (path.parent / CONFIG_FILE).is_file())
 
 
 def _identify(path: Path, indir: Path) -> Run:
@@ -152,36 +160,42 @@ def _number(value: Any) -> float | None:
 def bin_curve(x: np.ndarray, y: np.ndarray, bins: float) -> tuple[np.ndarray, np.ndarray]:
     """Means of ``y`` in bins of width ``bins`` along ``x``.
 
-    Bin ``k`` covers ``[k * bins, (k + 1) * bins)`` and is placed at its center ``(k + 0.5) * bins``;
-    empty bins are left out. ``bins <= 0`` keeps the raw points (values at an equal ``x`` averaged).
+    Bin ``k`` covers ``[k * bins, (k + 1) * bins)`` and is placed where its data are, at the mean ``x``
+    of its points (evaluations every 2,000 steps in bins of 1,000 stay at 2,000, 4,000, ...); empty
+    bins are left out. ``bins <= 0`` keeps the raw points (values at an equal ``x`` averaged).
 
     Args:
         x, y: The points, each of shape ``(N,)``.
         bins: The bin width, in units of ``x``.
 
     Returns:
-        ``(centers, means)``, each of shape ``(K,)``, sorted by center.
+        ``(positions, means)``, each of shape ``(K,)``, sorted.
 
     Example:
         >>> bin_curve(np.array([0.0, 5.0, 10.0, 25.0]), np.array([1.0, 3.0, 4.0, 6.0]), 10)
-        (array([ 5., 15., 25.]), array([2., 4., 6.]))
+        (array([ 2.5, 10. , 25. ]), array([2., 4., 6.]))
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
     if x.ndim != 1 or x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape (N,), got {x.shape} and {y.shape}")
-    if bins > 0:
-        index, inverse = np.unique(np.floor(x / bins), return_inverse=True)
-        centers = (index + 0.5) * bins
-    else:
-        centers, inverse = np.unique(x, return_inverse=True)
-    sums = np.bincount(inverse, weights=y, minlength=len(centers))
-    return centers, sums / np.bincount(inverse, minlength=len(centers))
+    return _group_means(x, y, bins)
 
 
-def aggregate(task: str, method: str, seeds: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> Curve:
+def _group_means(x: np.ndarray, y: np.ndarray, bins: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``x`` and mean ``y`` of the points in each bin of width ``bins`` (each distinct ``x``
+    when ``bins <= 0``)."""
+    _, inverse = np.unique(np.floor(x / bins) if bins > 0 else x, return_inverse=True)
+    count = np.bincount(inverse)
+    return np.bincount(inverse, weights=x) / count, np.bincount(inverse, weights=y) / count
+
+
+def aggregate(
+    task: str, method: str, seeds: Sequence[tuple[str, np.ndarray, np.ndarray]], bins: float = 0.0
+) -> Curve:
     """Mean and min..max over seeds at every bin any seed has; ``seeds`` holds ``(name, x, y)``.
 
-    Each seed's ``x`` must hold distinct values (as :func:`bin_curve` returns).
+    Each seed's ``x`` must hold one value per bin (as :func:`bin_curve` returns); a bin's point is
+    at the mean of the seeds' ``x`` in it.
 
     Example:
         >>> c = aggregate("t", "m", [("0", np.array([1.0, 2.0]), np.array([2.0, 4.0])),
@@ -190,8 +204,10 @@ def aggregate(task: str, method: str, seeds: Sequence[tuple[str, np.ndarray, np.
         (array([1., 2.]), array([3., 4.]), array([2., 4.]), array([4., 4.]), array([2, 1]))
     """
     ys = np.concatenate([y for _, _, y in seeds])
-    x, inverse = np.unique(np.concatenate([x for _, x, _ in seeds]), return_inverse=True)
-    count = np.bincount(inverse, minlength=len(x))
+    xs = np.concatenate([x for _, x, _ in seeds])
+    _, inverse = np.unique(np.floor(xs / bins) if bins > 0 else xs, return_inverse=True)
+    count = np.bincount(inverse)
+    x = np.bincount(inverse, weights=xs) / count
     low, high = np.full(len(x), np.inf), np.full(len(x), -np.inf)
     np.minimum.at(low, inverse, ys)
     np.maximum.at(high, inverse, ys)
@@ -215,7 +231,7 @@ def collect_curves(runs: Sequence[Run], xaxis: str, yaxis: str, bins: float) -> 
             f"no points with both --xaxis '{xaxis}' and --yaxis '{yaxis}' in {len(runs)} run(s); "
             f"keys found: {', '.join(sorted(keys)) or 'none'}; pass one of them"
         )
-    return [aggregate(task, method, seeds) for (task, method), seeds in sorted(groups.items())]
+    return [aggregate(task, method, seeds, bins) for (task, method), seeds in sorted(groups.items())]
 
 
 def load_reference(path: str | Path) -> list[Reference]:

@@ -149,6 +149,8 @@ class Dreamer(nn.Module):
             "critic": _optimizer(self.critic, critic.opt),
         }
         self.actor_grad = actor.grad_discrete if self.discrete else actor.grad_continuous
+        # Updates in a row whose gradients were not finite (and were skipped); read by the loop.
+        self.nonfinite_streak = torch.zeros((), dtype=torch.int64, device=self.device)
         self.run_config: Config | None = None
         self.compile_mode, self.sparse = "none", True
         use_mode(self, compile_mode(config.compile, self.device))
@@ -176,6 +178,11 @@ class Dreamer(nn.Module):
         norms = step_jointly(actor_loss + critic_loss, [self.opts["actor"], self.opts["critic"]])
         metrics["actor/grad_norm"], metrics["critic/grad_norm"] = norms
         self.critic.update_slow()
+        # An optimiser skips a step whose gradients are not finite; count the updates that had one.
+        norm_list = [metrics["wm/grad_norm"], *norms]
+        skipped = ~torch.isfinite(torch.stack(norm_list)).all()
+        metrics["train/skipped"] = skipped.float()
+        self.nonfinite_streak.copy_(torch.where(skipped, self.nonfinite_streak + 1, 0))
         return metrics
 
     def warmup(self, data: dict[str, np.ndarray], steps: int = 3) -> float:
@@ -424,10 +431,10 @@ class Dreamer(nn.Module):
         Returns:
             Actions for the environments (indices or vectors in ``[-1, 1]``) and the next state.
         """
-        inputs = {key: torch.as_tensor(obs[key], device=self.device) for key in self.shapes}
+        inputs = {key: torch.as_tensor(_writable(obs[key]), device=self.device) for key in self.shapes}
         if "vector" in inputs:
             inputs["vector"] = self._vector(inputs["vector"])
-        is_first = torch.as_tensor(obs["is_first"], device=self.device)
+        is_first = torch.as_tensor(_writable(obs["is_first"]), device=self.device)
         rssm = self.wm.rssm
         if state is None:
             latent, prev_action = rssm.initial(len(is_first)), torch.zeros(len(is_first), self.actions)
@@ -508,6 +515,13 @@ class Dreamer(nn.Module):
                 "act": {"discrete": self.discrete, "size": self.actions},
             },
         }
+
+    def is_finite(self) -> bool:
+        """Whether every weight, statistic and optimiser moment is finite (one host read)."""
+        tensors = [t for t in self.state_dict().values() if t.is_floating_point()]
+        for opt in self.opts.values():
+            tensors += [*opt.moment1, *opt.moment2]
+        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
     def load_training_state(self, state: dict[str, Any]) -> None:
         """Restores :meth:`training_state` output.
@@ -671,3 +685,10 @@ def _free_nats(kl: Tensor, free: float, average_first: bool) -> Tensor:
     if average_first:
         return torch.clamp(kl.mean(), min=free)
     return torch.clamp(kl, min=free).mean()
+
+
+def _writable(array: Any) -> Any:
+    """``array``, copied if it is a read-only NumPy array (torch warns about those)."""
+    if isinstance(array, np.ndarray) and not array.flags.writeable:
+        return array.copy()
+    return array

@@ -90,6 +90,7 @@ def warmup(agent: Dreamer, data: dict[str, np.ndarray], steps: int = 3) -> float
         use_mode(agent, "none")
     seconds = time.perf_counter() - began
     agent.load_training_state(saved)
+    agent.nonfinite_streak.zero_()
     torch.random.set_rng_state(rng)
     if cuda_rng is not None:
         torch.cuda.set_rng_state_all(cuda_rng)

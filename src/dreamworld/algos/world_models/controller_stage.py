@@ -41,6 +41,7 @@ from dreamworld.models.controller import LinearController
 from dreamworld.run.checkpoint import CHECKPOINT_NAME, load_checkpoint, move_aside, save_checkpoint
 from dreamworld.run.driver import vector_env
 from dreamworld.run.logger import Logger
+from dreamworld.run.rundir import mark_started
 from dreamworld.run.seeding import rng_state, set_rng_state
 
 KIND = "worldmodels-controller"
@@ -183,6 +184,7 @@ class _Evolution:
             self._resume()
 
     def run(self, backend: Backend, display: bool, console: Console) -> ControllerResult:
+        mark_started()  # the stage's checkpoint loaded: the experiment's config.yaml may change now
         options = self.options
         if self.best_return >= options.target_return:
             console.print(f"{self.directory.name}: target reached before ({self.best_return:.1f})")

@@ -28,6 +28,7 @@ from dreamworld.config import Config
 from dreamworld.errors import DreamworldError
 from dreamworld.run.checkpoint import CHECKPOINT_NAME, load_checkpoint, move_aside, save_checkpoint
 from dreamworld.run.logger import Logger
+from dreamworld.run.rundir import mark_started
 from dreamworld.run.seeding import rng_state, set_rng_state
 
 BEST_NAME = "best.pt"
@@ -106,6 +107,7 @@ class EpochLoop:
             evaluate: The held-out loss (lower is better).
             report: Called after each epoch to add images to the logger.
         """
+        mark_started()  # the stage's checkpoint loaded: the experiment's config.yaml may change now
         name = self.directory.name
         if (done := self.finished()) is not None:
             return done
