@@ -128,3 +128,73 @@ def test_a_dream_port_in_use_is_a_one_line_error(tmp_path, capsys):
         capsys.readouterr()
         assert main(["dream", "--logdir", str(tmp_path), "--port", str(port)]) == 2
     assert f"port {port}" in one_line(capsys.readouterr().err)
+
+
+def test_a_run_says_what_it_is_about_to_do_and_that_it_resumes(tmp_path, capsys):
+    argv = ["train", "--env", "gym/CartPole-v1", "--logdir", str(tmp_path), *TINY]
+    assert main([*argv, "--steps", "120", "--dreamer.eval_episodes", "0"]) == 0
+    out = capsys.readouterr().out
+    assert f"training gym/CartPole-v1 for 120 steps (a new run) in {tmp_path} on cpu" in out
+    assert main([*argv, "--steps", "150", "--dreamer.eval_episodes", "0"]) == 0
+    assert "(resuming from step 120)" in capsys.readouterr().out
+
+
+def test_progress_lines_evaluations_and_one_final_video(tmp_path, capsys):
+    argv = ["train", "--env", "gym/CartPole-v1", "--logdir", str(tmp_path), *TINY, "--steps", "200"]
+    argv += ["--dreamer.eval_every", "100", "--dreamer.eval_episodes", "1", "--log.progress", "true"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    evaluations = [line for line in lines if "evaluation return" in line and line.startswith("step ")]
+    assert [line.split(":")[0] for line in evaluations] == ["step 101", "step 200"]  # 101: after the prefill
+    progress = [line for line in lines if "step 200/200" in line]
+    assert len(progress) == 1  # the final metrics and evaluation share their step: one line
+    assert any("step 0/200" in line or "step 100/200" in line for line in lines)  # during prefill
+    videos = sorted(path.name for path in (tmp_path / "videos").iterdir())
+    assert [name for name in videos if name.startswith("eval_video_200")] == ["eval_video_200.mp4"]
+
+
+def test_rates_have_two_significant_digits():
+    from dreamworld.run.logger import rate_text
+
+    assert [rate_text(v) for v in (0.534, 1.23, 7.0, 12.4, 345.6, 1234.0)] == [
+        "0.53", "1.2", "7", "12", "346", "1,234",
+    ]  # fmt: skip
+
+
+def test_report_videos_are_shown_large_with_sharp_pixels(tmp_path):
+    from dreamworld.tools.page import Page
+
+    page = Page("run")
+    page.video(Path(__file__), "clip.gif", "an episode")
+    html = page.write(tmp_path).read_text()
+    assert "height:256px" in html and "image-rendering:pixelated" in html and "class='clip'" in html
+
+
+def test_config_keys_are_aligned_and_take_no_stray_flags(capsys):
+    assert main(["config", "--keys"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    columns = {line.index(line.split()[1], len(line.split()[0])) for line in lines if len(line.split()) > 2}
+    assert len(columns) == 1, columns
+    assert main(["config", "--keys", "--foo"]) == 2
+    assert "--foo" in one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["train", "--stepz", "100"], "did you mean --steps?"),
+        (["train", "--env", "gym/CartPol-v1", "--steps", "10"], "CartPole-v1"),
+        (["train", "--env", "dmc/walker-walc"], "walker-walk"),
+        (["worldmodels", "collect", "--logdir", "exp", "--preset", "cpuu"], "did you mean cpu?"),
+        (["collect", "--episodez", "3"], "did you mean --episodes?"),
+    ],
+)
+def test_command_line_mistakes_fail_fast_with_a_suggestion(tmp_path, argv, words):
+    """Before torch loads: a second on a busy machine instead of ten."""
+    code = (
+        "import sys; from dreamworld.cli import main; code = main(sys.argv[1:]); "
+        "print(code, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path)
+    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
+    assert words in one_line(done.stderr)

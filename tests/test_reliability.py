@@ -152,7 +152,7 @@ def test_failed_starts_leave_config_yaml_as_it_was(tmp_path, capsys):
     assert main([*argv, "--steps", "300", "--env", "gym/NoSuchEnv-v9"]) == 2
     assert main([*argv, "--steps", "300", "--dreamer.world_model.deter", "48"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert "NoSuchEnv" in errors[0] and "does not fit" in errors[1]
+    assert "NoSuchEnv" in errors[0] and "dreamer.world_model.deter is 48 here but 32" in errors[1]
     assert (run / "config.yaml").read_bytes() == config
     assert sorted(path.name for path in run.iterdir()) == files
     assert main([*argv, "--steps", "300"]) == 0  # the run goes on as it was

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import difflib
 import signal
 import sys
 import threading
@@ -27,7 +28,8 @@ ALGOS = ["dreamerv1", "dreamerv2", "dreamerv3", "dreamerv3_2024"]
 DEFAULT_ALGO = "dreamerv3"
 
 EXAMPLES = """examples:
-  dreamworld train --algo dreamerv3 --env dmc/walker-walk --preset dmc_proprio --logdir runs/walker
+  dreamworld train --algo dreamerv3 --env dmc/walker-walk --preset dmc_proprio_cpu --logdir runs/walker
+  dreamworld train --logdir runs/walker --steps 50000
   dreamworld envs
   dreamworld collect --env carracing --policy brownian --episodes 10 --workers 2 --logdir runs/cr
   dreamworld collect --config runs/cr/config.yaml --logdir runs/cr-again
@@ -52,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if rest and not args.takes_overrides:
             raise DreamworldError(f"unexpected arguments {' '.join(rest)}; see dreamworld {args.command} -h")
+        _check_flags(parser, args, rest)
         return int(args.handler(args, rest) or 0)
     except RunInterrupted as stop:
         print(stop.message, file=sys.stderr)
@@ -68,6 +71,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, rest: Sequence[str]) -> None:
+    """A flag the command does not know (``--stepz``) is an error naming the closest one; dotted
+    flags (``--replay.capacity``) are configuration keys, which the configuration checks."""
+    names = [args.command] + ([args.stage] if getattr(args, "stage", None) else [])
+    command = parser
+    for name in names:
+        sub = next(a for a in command._actions if isinstance(a, argparse._SubParsersAction))
+        command = sub.choices[name]
+    flags = [flag for action in command._actions for flag in action.option_strings if flag.startswith("--")]
+    for token in rest:
+        key = token.split("=", 1)[0]
+        if token.startswith("--") and "." not in key and key not in flags:
+            close = difflib.get_close_matches(key, flags, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else f"see dreamworld {' '.join(names)} -h"
+            raise DreamworldError(f"unknown flag {key} for dreamworld {' '.join(names)} ({hint})")
 
 
 def _terminate_as_interrupt() -> Any:
@@ -274,6 +294,12 @@ def _worldmodels(args: argparse.Namespace, rest: Sequence[str]) -> int:
     if not args.logdir:
         raise DreamworldError(f"worldmodels {args.stage} needs --logdir DIR (the experiment directory)")
     names = set(available_presets())
+    short = sorted(name.removeprefix("worldmodels_") for name in names if name.startswith("worldmodels_"))
+    for name in args.preset:
+        if name not in names and f"worldmodels_{name}" not in names:
+            close = difflib.get_close_matches(name, short, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise DreamworldError(f"unknown World Models preset '{name}' ({hint}presets: {', '.join(short)})")
     args.preset = [f"worldmodels_{name}" if f"worldmodels_{name}" in names else name for name in args.preset]
     saved = Path(args.logdir) / "config.yaml"
     if not saved.exists():
@@ -432,9 +458,10 @@ def _envs(args: argparse.Namespace, rest: Sequence[str]) -> int:
 
 
 def _collect(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    config = _resolve(args, rest)
+    _check_env(config)
     from dreamworld.run.collect import collect
 
-    config = _resolve(args, rest)
     result = collect(config)
     if result.episodes == 0:
         print(f"{config.logdir} already holds {config.collect.episodes} episodes; nothing to collect")
@@ -449,10 +476,11 @@ def _collect(args: argparse.Namespace, rest: Sequence[str]) -> int:
 
 
 def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    config = _resolve(args, rest, continues=not args.fresh)
+    _check_env(config)
     from dreamworld.run.checkpoint import move_aside
     from dreamworld.run.train import random_returns, train
 
-    config = _resolve(args, rest, continues=not args.fresh)
     if args.fresh and (moved := move_aside(Path(config.logdir))):
         print(f"moved the previous run to {moved}")
     result = train(config)
@@ -468,6 +496,13 @@ def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     print(f"videos:      {Path(config.logdir) / 'videos'}")
     print(f"tensorboard: tensorboard --logdir {config.logdir}")
     return 0
+
+
+def _check_env(config: Any) -> None:
+    """The environment id, checked before torch and the simulators load (seconds on a busy machine)."""
+    from dreamworld.envs import check_env_id
+
+    check_env_id(config.env.name)
 
 
 def _eval(args: argparse.Namespace, rest: Sequence[str]) -> int:
@@ -536,8 +571,14 @@ def _config(args: argparse.Namespace, rest: Sequence[str]) -> int:
     from dreamworld.config.loader import config_yaml
 
     if args.keys:
-        for key, default, text in field_help():
-            print(f"{key:22} {default:18} {text}")
+        if rest:
+            raise DreamworldError(f"--keys lists every key and takes no overrides, not {' '.join(rest)}")
+        rows = field_help()
+        key_width = max(len(key) for key, _, _ in rows)
+        default_width = min(24, max(len(default) for _, default, _ in rows))
+        for key, default, text in rows:
+            shown = default if len(default) <= default_width else default[: default_width - 3] + "..."
+            print(f"{key:{key_width}}  {shown:{default_width}}  {text}")
         return 0
     print(config_yaml(_resolve(args, rest)), end="")
     return 0

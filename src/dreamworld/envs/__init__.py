@@ -36,7 +36,7 @@ from dreamworld.envs.base import Env
 from dreamworld.envs.options import EnvOptions, unknown_id
 from dreamworld.envs.parallel import VectorEnv
 
-__all__ = ["Env", "SuiteInfo", "VectorEnv", "make_env", "make_vector_env", "suite_table"]
+__all__ = ["Env", "SuiteInfo", "VectorEnv", "check_env_id", "make_env", "make_vector_env", "suite_table"]
 
 
 class _Suite(NamedTuple):
@@ -194,6 +194,27 @@ def make_env(
     if suite not in _SUITES:
         raise unknown_id("environment suite", suite, _SUITES)
     return _resolve(_SUITES[suite].entry)(task, options)
+
+
+def check_env_id(name: str) -> None:
+    """Checks an environment id without building the environment: its suite, and for ``gym/`` and
+    ``dmc/`` its task (the command line does this before it loads torch, so a misspelt id fails fast).
+
+    Raises:
+        EnvError: The suite or task is unknown (with the closest ids).
+        MissingDependencyError: The suite's optional package is not installed.
+    """
+    suite, _, task = name.partition("/")
+    if suite not in _SUITES:
+        raise unknown_id("environment suite", suite, _SUITES)
+    if suite == "gym":
+        from dreamworld.envs.gym_suite import find_spec
+
+        find_spec(task, name)
+    elif suite == "dmc":
+        from dreamworld.envs.dmc import check_task
+
+        check_task(task)
 
 
 def make_vector_env(

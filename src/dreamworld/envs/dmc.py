@@ -30,6 +30,16 @@ _MODEL_FIELDS = (
 _DEFAULT_CAMERA = {"quadruped": 2}
 
 
+def check_task(task: str) -> Any:
+    """Checks that ``<domain>-<task>`` is a dm_control task; returns ``dm_control.suite``."""
+    configure_mujoco_gl()
+    suite = import_optional("dm_control.suite", "dmc", f"environment 'dmc/{task}'")
+    domain, _, task_name = task.partition("-")
+    if (domain, task_name) not in suite.ALL_TASKS:
+        raise unknown_id("dm_control task", task, (f"{d}-{t}" for d, t in suite.ALL_TASKS))
+    return suite
+
+
 def make(task: str, options: EnvOptions) -> Env:
     """Builds ``dmc/<task>``.
 
@@ -47,11 +57,8 @@ def make(task: str, options: EnvOptions) -> Env:
     """
     name = f"dmc/{task}"
     options.check_used(name, {"camera"})
-    configure_mujoco_gl()
-    suite = import_optional("dm_control.suite", "dmc", f"environment '{name}'")
+    suite = check_task(task)
     domain, _, task_name = task.partition("-")
-    if (domain, task_name) not in suite.ALL_TASKS:
-        raise unknown_id("dm_control task", task, (f"{d}-{t}" for d, t in suite.ALL_TASKS))
     # Without our limit the suite's own ends episodes (as a truncation: discount stays 1).
     limit = {"time_limit": float("inf")} if options.time_limit else None
     env = suite.load(domain, task_name, task_kwargs=limit)

@@ -42,7 +42,7 @@ def make(task: str, options: EnvOptions) -> Env:
     """
     name = f"gym/{task}"
     options.check_used(name, {"kwargs"})
-    env = make_gym(_find_spec(task, name), options, name)
+    env = make_gym(find_spec(task, name), options, name)
     info_keys = SUCCESS if is_goal_conditioned(env.observation_space) else None
     sim = GymSimulator(env, options, name, info_keys)
     return SimulatorEnv(sim, options.repeat or 1, options.time_limit)
@@ -313,7 +313,7 @@ def task_id(task: str, tasks: dict[str, str], prefix: str, version: str) -> str 
     return f"{prefix}{tasks[base]}{dense}-{version}" if base in tasks else None
 
 
-def _find_spec(task: str, name: str) -> gym.envs.registration.EnvSpec:
+def find_spec(task: str, name: str) -> gym.envs.registration.EnvSpec:
     module, _, env_id = task.rpartition(":")
     if module:
         try:

@@ -83,12 +83,35 @@ def collect(config: Config) -> CollectResult:
         # The configuration is written with the first episode: a collection that cannot start (an
         # unknown environment) changes nothing.
         with logger:
+            sink = _Sink(logger, result, run.started)
             if config.env.envs > 1 and config.env.parallel in ("process", "auto"):
-                _run_workers(config, store, logger, result, seed, missing, run.started)
+                _run_workers(config, store, sink, seed, missing)
             else:
                 with vector_env(config.env) as env:
-                    _run(config, env, store, logger, result, seed, missing, run.started)
+                    _run(config, env, store, sink, seed, missing)
     return result
+
+
+@dataclass
+class _Sink:
+    """Where each collected episode is counted, logged and shown; the first one marks the run as
+    started (its ``config.yaml`` is written then)."""
+
+    logger: Logger
+    result: CollectResult
+    started: Callable[[], None]
+
+    def add(self, score: float, length: int, frames: np.ndarray | None, step: int | None = None) -> None:
+        self.started()
+        result, logger = self.result, self.logger
+        result.episodes += 1
+        result.steps += length
+        result.returns.append(score)
+        step = result.steps if step is None else step
+        logger.score(step, score, length)
+        if frames is not None:
+            result.videos.append(logger.video("episode/video", frames))
+        logger.write(step)
 
 
 def _check_same_task(logdir: Path, config: Config) -> None:
@@ -109,11 +132,9 @@ def _run(
     config: Config,
     env: VectorEnv,
     store: EpisodeStore,
-    logger: Logger,
-    result: CollectResult,
+    sink: _Sink,
     seed: int,
     missing: int,
-    started: Callable[[], None],
 ) -> None:
     policy = make_policy(
         config.collect.policy,
@@ -128,19 +149,12 @@ def _run(
     driver.on_step(recorder.step)
 
     def finish(episode: dict[str, np.ndarray], index: int) -> None:
-        if result.episodes >= missing:
+        if sink.result.episodes >= missing:
             return  # environments still running when the target was reached
         store.save(episode)
-        started()
         # The first observation comes from the reset, so an episode of T observations took T-1 steps.
         score, length = float(episode["reward"].sum()), len(episode["reward"]) - 1
-        result.episodes += 1
-        result.steps += length
-        result.returns.append(score)
-        logger.score(driver.steps, score, length)
-        if index == 0 and (frames := recorder.finish()) is not None:
-            result.videos.append(logger.video("episode/video", frames))
-        logger.write(driver.steps)
+        sink.add(score, length, recorder.finish() if index == 0 else None, step=driver.steps)
 
     driver.on_episode(finish)
     driver.run(policy, episodes=missing)
@@ -149,11 +163,9 @@ def _run(
 def _run_workers(
     config: Config,
     store: EpisodeStore,
-    logger: Logger,
-    result: CollectResult,
+    sink: _Sink,
     seed: int,
     missing: int,
-    started: Callable[[], None],
 ) -> None:
     """Collects ``missing`` episodes with ``config.env.envs`` independent worker processes."""
     workers = config.env.envs
@@ -191,14 +203,7 @@ def _run_workers(
                 running -= 1
                 continue
             score, length, frames = payload
-            started()
-            result.episodes += 1
-            result.steps += length
-            result.returns.append(score)
-            logger.score(result.steps, score, length)
-            if frames is not None:
-                result.videos.append(logger.video("episode/video", frames))
-            logger.write(result.steps)
+            sink.add(score, length, frames)
     finally:
         for process in processes:
             if process.is_alive():

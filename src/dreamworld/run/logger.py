@@ -57,6 +57,7 @@ PLAIN_INTERVAL_S = 30.0
 """Without a terminal (CI, pipes, files) the progress is a plain line at most this often."""
 
 _SPEED_WINDOW_S = 60.0
+_SMOOTHING_S = 180.0
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -233,6 +234,19 @@ class Logger:
         self._step = step
         if self._progress is not None:
             self._progress.show_score(record["score"])
+
+    def progress(self, step: int) -> None:
+        """Moves the progress display to ``step`` without writing anything (the prefill, say)."""
+        self._step = step
+        if self._progress is not None:
+            self._progress.advance(step)
+
+    def note(self, text: str) -> None:
+        """Prints one line (an evaluation's result) above the progress display, or as a plain line."""
+        if self._progress is not None:
+            self._progress.note(text)
+        else:
+            print(text, flush=True)
 
     def write(self, step: int) -> None:
         """Writes the buffered scalars and images at ``step`` and updates the progress display.
@@ -551,10 +565,13 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
 
 
 class _Speed:
-    """Steps per second over the last minute, so that the estimate follows slowdowns."""
+    """Steps per second, smoothed: an average over the last minute (it follows slowdowns) and an
+    exponential average of those over a few minutes (the ETA does not jump with every burst)."""
 
     def __init__(self) -> None:
         self._samples: deque[tuple[float, int]] = deque()
+        self._smooth: float | None = None
+        self._last = time.monotonic()
 
     def update(self, step: int) -> float | None:
         now = time.monotonic()
@@ -563,8 +580,12 @@ class _Speed:
             self._samples.popleft()
         start, first = self._samples[0]
         if now <= start or step <= first:
-            return None
-        return (step - first) / (now - start)
+            return self._smooth
+        recent = (step - first) / (now - start)
+        weight = 1.0 - math.exp(-(now - self._last) / _SMOOTHING_S)
+        self._smooth = recent if self._smooth is None else self._smooth + weight * (recent - self._smooth)
+        self._last = now
+        return self._smooth
 
 
 class _Fields(TypedDict):
@@ -580,8 +601,17 @@ def _status(step: int, total: int | None, speed: float | None) -> _Fields:
     if total and speed:
         seconds = max(total - step, 0) / speed
         eta = f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
-    rate = f"{speed:,.0f} steps/s" if speed else "- steps/s"
+    rate = f"{rate_text(speed)} steps/s" if speed else "- steps/s"
     return _Fields(steps=steps, speed=rate, eta=eta)
+
+
+def rate_text(value: float) -> str:
+    """A rate with two significant digits (0.53, 1.2, 12), whole numbers from 100 on (340, 1,200)."""
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.0f}"
+    return f"{value:.2g}"
 
 
 def _make_progress(description: str, total: int | None) -> _LiveBar | _PlainLines:
@@ -620,6 +650,9 @@ class _LiveBar:
     def show_score(self, score: float) -> None:
         self._progress.update(self._task, score=f"last score {score:.4g}")
 
+    def note(self, text: str) -> None:
+        self._progress.console.print(text, soft_wrap=True)
+
     def close(self) -> None:
         self._progress.stop()
 
@@ -635,6 +668,8 @@ class _PlainLines:
         self._score = ""
         self._last_print = -math.inf
         self._pending: str | None = None
+        self._pending_step = -1
+        self._printed_step = -1
 
     def advance(self, step: int) -> None:
         fields = _status(step, self._total, self._speed.update(step))
@@ -643,18 +678,23 @@ class _PlainLines:
             parts.append(f"ETA {fields['eta']}")
         if self._score:
             parts.append(self._score)
-        self._pending = " | ".join(parts)
+        self._pending, self._pending_step = " | ".join(parts), step
         if time.monotonic() - self._last_print >= PLAIN_INTERVAL_S:
             self._print()
 
     def show_score(self, score: float) -> None:
         self._score = f"last score {score:.4g}"
 
+    def note(self, text: str) -> None:
+        print(text, file=sys.stdout, flush=True)
+
     def close(self) -> None:
         self._print()
 
     def _print(self) -> None:
-        if self._pending is not None:
+        # One line per step at most: the final metrics and the final evaluation share their step.
+        if self._pending is not None and self._pending_step != self._printed_step:
             print(self._pending, file=sys.stdout, flush=True)
-            self._pending = None
+            self._printed_step = self._pending_step
             self._last_print = time.monotonic()
+        self._pending = None

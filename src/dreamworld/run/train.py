@@ -283,6 +283,7 @@ class _Loop:
         self.metrics: dict[str, list[float]] = {}
         self.update_metrics = DeviceMeans()
         self.stop = _StopSignals()
+        self.last_eval: tuple[int, list[float]] = (-1, [])  # step and returns of the latest evaluation
         resumed = self._resume() if self.checkpoint.exists() else None
         before = resumed if resumed is not None else {}
         self.seconds_before = float(before.get("seconds", 0.0))  # the clocks of earlier invocations
@@ -335,6 +336,7 @@ class _Loop:
         every = dreamer.eval_every
         # Evaluations fall on multiples of eval_every, whatever step a resumed run starts from.
         next_eval = (self.counters.steps // every + 1) * every if every else None
+        self._announce()
         with self.logger, self.stop:
             self._prefill()
             if not self.stop.signum:
@@ -352,8 +354,12 @@ class _Loop:
             self._write_metrics()
             if self.stop.signum:
                 self._save_and_raise(self.stop.signum)
-            # The final checkpoint follows the final evaluation, so that it accounts for every line.
-            returns = self._evaluate_unless_stopped()
+            # The final checkpoint follows the final evaluation, so that it accounts for every line;
+            # a run that has just evaluated at this step is not evaluated twice.
+            if self.last_eval[0] == self.counters.steps:
+                returns = self.last_eval[1]
+            else:
+                returns = self._evaluate_unless_stopped()
             self.save()
             if self.stop.signum:
                 self._save_and_raise(self.stop.signum)
@@ -364,6 +370,18 @@ class _Loop:
             float(np.mean(returns)) if returns else None,
             returns,
             self.checkpoint,
+        )
+
+    def _announce(self) -> None:
+        """One line on what the run is about to do, so that a default run is never a surprise."""
+        config, counters = self.config, self.counters
+        params = sum(p.numel() for p in self.agent.parameters()) / 1e6
+        threads = f", {torch.get_num_threads()} threads" if self.agent.device.type == "cpu" else ""
+        where = f"resuming from step {counters.steps:,}" if counters.steps else "a new run"
+        print(
+            f"training {config.env.name} for {config.dreamer.steps:,} steps ({where}) in {self.logdir} on "
+            f"{self.agent.device}{threads}: {params:.2g}M parameters, {config.env.envs} environment(s)",
+            flush=True,
         )
 
     def _evaluate_unless_stopped(self) -> list[float]:
@@ -404,6 +422,11 @@ class _Loop:
         driver.on_episode(tally)
         driver.run(act, episodes=dreamer.eval_episodes)
         returns = tally.returns[: dreamer.eval_episodes]
+        self.last_eval = (self.counters.steps, returns)
+        self.logger.note(
+            f"step {self.counters.steps:,}: evaluation return {np.mean(returns):.1f} ± {np.std(returns):.1f} "
+            f"over {len(returns)} episode(s)"
+        )
         self.logger.scalar("eval/return", float(np.mean(returns)))
         self.logger.scalar("eval/return_std", float(np.std(returns)))
         self.logger.scalar("eval/length", float(np.mean(tally.lengths[: len(returns)])))
@@ -493,6 +516,8 @@ class _Loop:
             return
         while self.counters.steps < target and not self.stop.signum:
             self.driver.run(self.prefill_policy, steps=self.env.num_envs)
+            if self.counters.steps % 100 < self.env.num_envs:
+                self.logger.progress(self.counters.steps)
 
     def _warmup(self) -> None:
         """Compiles a compiled agent's update on a replayed batch before training, so the first

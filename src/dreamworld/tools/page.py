@@ -121,7 +121,10 @@ class Page:
             f"<title>{escape(self.title)}</title>",
             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}"
-            "img{max-width:100%;image-rendering:pixelated}figure{margin:1em 0}</style></head><body>",
+            "img{max-width:100%;image-rendering:pixelated}figure{margin:1em 0}"
+            # Videos are often 64 pixels high: shown 4x, with sharp pixels.
+            "video,img.clip{height:256px;width:auto;max-width:100%;image-rendering:pixelated}"
+            "</style></head><body>",
             f"<h1>{escape(self.title)}</h1>",
         ]
         for kind, value in self._blocks:
@@ -133,7 +136,7 @@ class Page:
                 parts.append(f"<pre>{escape(value)}</pre>")
             elif kind == "video":
                 name, caption = value
-                tag = "img" if name.endswith(".gif") else "video controls loop muted"
+                tag = "img class='clip'" if name.endswith(".gif") else "video controls loop muted"
                 media = f"<{tag} src='{escape(name)}'>" + ("" if tag == "img" else "</video>")
                 parts.append(f"<figure>{media}<figcaption>{escape(caption)}</figcaption></figure>")
             elif kind == "table":

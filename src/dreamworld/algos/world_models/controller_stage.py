@@ -135,7 +135,7 @@ def train_controller(
     options = config.worldmodels.controller
     logdir = Path(config.logdir)
     directory = controller_dir(logdir, options.memory, options.dream, options.temperature, options.cell)
-    console = Console()
+    console = Console(soft_wrap=True)  # log files: no wrapping at 80 columns
     if noreload and (moved := move_aside(directory)) is not None:
         console.print(f"moved the previous {directory.name} to {moved}")
     directory.mkdir(parents=True, exist_ok=True)

@@ -76,7 +76,7 @@ def encode_rollouts(
             if str(data["vae_id"]) == vae_id and int(data["episodes"]) == len(paths):
                 names = ("mean", "logstd", "action", "reward", "is_terminal", "offsets")
                 return Latents(**{name: data[name] for name in names}, holdout=len(holdout_paths))
-    console = Console()
+    console = Console(soft_wrap=True)  # log files: no wrapping at 80 columns
     console.print(f"encoding {len(paths)} rollouts with the VAE (cached in {cache})")
     store = EpisodeStore(paths[0].parent)
     parts: dict[str, list[np.ndarray]] = {

@@ -80,7 +80,7 @@ class EpochLoop:
     ) -> None:
         self.directory, self.kind, self.model, self.spec = directory, kind, model, spec
         self.schedule = schedule
-        self.console = Console()
+        self.console = Console(soft_wrap=True)  # log files: no wrapping at 80 columns
         if noreload and (moved := move_aside(directory)) is not None:
             self.console.print(f"moved the previous {directory.name} stage to {moved}")
         directory.mkdir(parents=True, exist_ok=True)
