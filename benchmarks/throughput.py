@@ -44,11 +44,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dreamworld.algos.dreamer.agent import Dreamer
+from dreamworld.algos.dreamer.loop import train
 from dreamworld.config import load_config
 from dreamworld.data import Replay
 from dreamworld.envs.base import flag_spaces
 from dreamworld.run.system import pick_device, tune_allocator
-from dreamworld.run.train import train
 
 CPU_SIZES = {"small": 128, "medium": 512}
 PRESET_SIZES = ("size1m", "size12m", "size25m", "size50m")

@@ -10,12 +10,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from dreamworld.algos.dreamer import compiled
 from dreamworld.algos.dreamer.agent import Dreamer, _free_nats
+from dreamworld.algos.dreamer.loop import DeviceMeans
 from dreamworld.config import load_config
 from dreamworld.errors import ConfigError
 from dreamworld.models.rssm import RSSM
 from dreamworld.nn.functional import sample_onehot
 from dreamworld.run.checkpoint import load_checkpoint, save_checkpoint
-from dreamworld.run.train import DeviceMeans
 
 TINY = {
     "dreamer.world_model.deter": "32",

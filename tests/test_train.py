@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
+from dreamworld.algos.dreamer.loop import train
 from dreamworld.cli import main
 from dreamworld.config import load_config
 from dreamworld.run.checkpoint import load_checkpoint
-from dreamworld.run.train import train
 from tiny import TINY
 
 
@@ -208,7 +208,7 @@ def _steps(logdir) -> int:
 def test_episode_stats_take_log_keys_at_the_last_step():
     import numpy as np
 
-    from dreamworld.run.train import episode_stats
+    from dreamworld.run.episodes import episode_stats
 
     episode = {
         "reward": np.ones(3),

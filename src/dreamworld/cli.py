@@ -478,8 +478,9 @@ def _collect(args: argparse.Namespace, rest: Sequence[str]) -> int:
 def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     config = _resolve(args, rest, continues=not args.fresh)
     _check_env(config)
+    from dreamworld.algos.dreamer.loop import train
     from dreamworld.run.checkpoint import move_aside
-    from dreamworld.run.train import random_returns, train
+    from dreamworld.run.episodes import random_returns
 
     if args.fresh and (moved := move_aside(Path(config.logdir))):
         print(f"moved the previous run to {moved}")

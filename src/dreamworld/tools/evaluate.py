@@ -81,8 +81,8 @@ def _evaluate_dreamer(
 ) -> EvalResult:
     from dreamworld.algos.dreamer.agent import Dreamer
     from dreamworld.run.driver import Driver, vector_env
+    from dreamworld.run.episodes import EpisodeTally
     from dreamworld.run.logger import Logger
-    from dreamworld.run.train import EpisodeTally
 
     agent = Dreamer.load(path, device=device)
     config = agent.run_config

@@ -39,8 +39,8 @@ from dreamworld.nn.layers import Features
 from dreamworld.nn.optim import Optimizer, step_jointly
 
 if TYPE_CHECKING:
+    from dreamworld.algos.dreamer.loop import TrainResult
     from dreamworld.config import Config
-    from dreamworld.run.train import TrainResult
 
 CHECKPOINT_KIND = "dreamer"
 Metrics = dict[str, Tensor]
@@ -584,8 +584,8 @@ class Dreamer(nn.Module):
     def learn(self, steps: int) -> TrainResult:
         """Trains in the run's environment until ``steps`` policy steps in total (resuming the run
         directory if it holds a checkpoint); returns counters and the final evaluation."""
+        from dreamworld.algos.dreamer.loop import train
         from dreamworld.config import config_from_dict, config_to_dict
-        from dreamworld.run.train import train
 
         values = config_to_dict(self._require_run_config())
         values["dreamer"]["steps"] = steps

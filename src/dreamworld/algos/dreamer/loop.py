@@ -1,4 +1,4 @@
-"""The training loop of replay-based agents: act, store, replay, update, evaluate, checkpoint.
+"""Dreamer's training loop: act, store, replay, update, evaluate, checkpoint.
 
 Metrics are written and checkpoints saved on a wall-clock period (``dreamer.log_every``,
 ``dreamer.save_every`` seconds) and, when set, also every ``dreamer.log_steps`` / ``dreamer.save_steps``
@@ -58,6 +58,7 @@ from dreamworld.run.checkpoint import (
     tensors_to_arrays,
 )
 from dreamworld.run.driver import Driver, vector_env
+from dreamworld.run.episodes import EpisodeTally, episode_stats
 from dreamworld.run.logger import Logger, rewind_logs
 from dreamworld.run.policies import RandomPolicy
 from dreamworld.run.rundir import RunDirectory
@@ -164,44 +165,6 @@ class _StopSignals:
 
 class _EvaluationStopped(Exception):
     """A stop was requested during an evaluation, which is abandoned."""
-
-
-def episode_stats(episode: dict[str, np.ndarray]) -> dict[str, float]:
-    """An episode's ``log_<name>`` observations as ``{name: value at its last step}``.
-
-    Success flags (``log_success``) are judged at the end of an episode, as robotics benchmarks do.
-    """
-    return {key[4:]: float(value[-1]) for key, value in episode.items() if key.startswith("log_")}
-
-
-class EpisodeTally:
-    """Collects each finished episode's return, length (policy steps) and statistics; a callback for
-    :meth:`Driver.on_episode` shared by the evaluations of training and of ``dreamworld eval``."""
-
-    def __init__(self) -> None:
-        self.returns: list[float] = []
-        self.lengths: list[int] = []
-        self.stats: list[dict[str, float]] = []
-
-    def __call__(self, episode: dict[str, np.ndarray], index: int) -> None:
-        self.returns.append(float(episode["reward"].sum()))
-        self.lengths.append(len(episode["reward"]) - 1)  # the first entry is the reset
-        self.stats.append(episode_stats(episode))
-
-    def mean_stats(self, count: int) -> dict[str, float]:
-        """Means of the first ``count`` episodes' statistics, by name."""
-        stats = self.stats[:count]
-        return {key: float(np.mean([s[key] for s in stats])) for key in stats[0]} if stats else {}
-
-
-def random_returns(config: Config, episodes: int) -> list[float]:
-    """Returns of a uniform random policy on the evaluation environment, as a baseline."""
-    returns: list[float] = []
-    with vector_env(config.env, num_envs=1, parallel="serial") as env:
-        driver = Driver(env, seed=config.seed + 2_000_003)
-        driver.on_episode(lambda episode, index: returns.append(float(episode["reward"].sum())))
-        driver.run(RandomPolicy(env.act_space, 1, seed=config.seed), episodes=episodes)
-    return returns[:episodes]
 
 
 class DeviceMeans:
