@@ -38,7 +38,7 @@ class CountEnv(gym.Env):
         self.count += 1
         if self.count == self.die_at:
             os._exit(3)
-        if self.count == self.crash_at:
+        if self.count == self.crash_at and os.environ.get("RANK", "1") == "1":  # rank 1 of a run
             self._crash()
         obs = self._obs()
         if self.count == self.nan_at:

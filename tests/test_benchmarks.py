@@ -118,3 +118,18 @@ def test_fixed_policy_baselines(capsys, monkeypatch):
     assert 8 <= result["length"] <= 12 and result["return"] == result["length"]  # pushing left falls fast
     with pytest.raises(SystemExit, match="needs"):
         fixed_policies.constant_action("0.1,0.2", gym.spaces.Box(-1, 1, (3,)))
+
+
+def test_distributed_benchmark_prints_rates_for_one_and_two_ranks():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "benchmarks" / "distributed.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--nproc", "1", "2", "--batch", "2", "--updates", "1"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("nproc=")]
+    assert [row.split()[0] for row in rows] == ["nproc=1", "nproc=2"] and all("allreduce_ms=" in r for r in rows)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import difflib
+import os
 import signal
 import sys
 import threading
@@ -50,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
+    args.argv = argv
     previous = _terminate_as_interrupt()
     try:
         if rest and not args.takes_overrides:
@@ -159,6 +161,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", dest="dreamer.steps", metavar="N", help="policy steps to train for")
     train.add_argument("--envs", dest="env.envs", metavar="K", help="parallel environments")
     train.add_argument("--fresh", action="store_true", help="start over: move an existing LOGDIR aside")
+    train.add_argument(
+        "--nproc", type=int, default=1, metavar="N",
+        help="data-parallel ranks on this machine (torch.distributed; torchrun for several machines)",
+    )  # fmt: skip
     train.set_defaults(handler=_train, takes_overrides=True)
 
     _worldmodels_parser(commands)
@@ -478,6 +484,15 @@ def _collect(args: argparse.Namespace, rest: Sequence[str]) -> int:
 def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     config = _resolve(args, rest, continues=not args.fresh)
     _check_env(config)
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from dreamworld.run.distributed import launch
+
+        if args.fresh and (moved := _move_aside(config.logdir)):
+            print(f"moved the previous run to {moved}")
+        ranks = [arg for arg in args.argv if arg != "--fresh"]
+        drop = {i for i, arg in enumerate(ranks) if arg == "--nproc"}
+        ranks = [arg for i, arg in enumerate(ranks) if i not in drop and i - 1 not in drop]
+        return launch(args.nproc, [arg for arg in ranks if not arg.startswith("--nproc=")])
     from dreamworld.algos.dreamer.loop import train
     from dreamworld.run.checkpoint import move_aside
     from dreamworld.run.episodes import random_returns
@@ -497,6 +512,12 @@ def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     print(f"videos:      {Path(config.logdir) / 'videos'}")
     print(f"tensorboard: tensorboard --logdir {config.logdir}")
     return 0
+
+
+def _move_aside(logdir: str) -> Path | None:
+    from dreamworld.run.checkpoint import move_aside
+
+    return move_aside(Path(logdir))
 
 
 def _check_env(config: Any) -> None:

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from dreamworld.nn.dists import ActionDist, Dist, Head
 from dreamworld.nn.functional import quantiles
 from dreamworld.nn.layers import Features
+from dreamworld.run.distributed import gather
 
 
 class Actor(nn.Module):
@@ -150,7 +151,8 @@ class ReturnNorm(nn.Module):
         self.register_buffer("high", torch.zeros(()))
 
     def update(self, returns: Tensor) -> None:
-        low, high = quantiles(returns.detach().float(), self.quantiles)
+        # Over the imagined returns of every rank of a data-parallel run: the same scale everywhere.
+        low, high = quantiles(gather(returns.detach().float().flatten()), self.quantiles)
         # Both start at 0, as in DreamerV3: early scales stay near `limit` until returns are known.
         # Non-finite returns (an update that will be skipped) leave the statistics as they are.
         for tracked, value in ((self.low, low), (self.high, high)):

@@ -15,6 +15,7 @@ from dreamworld.models.rssm import RSSM
 from dreamworld.nn.dists import MSE, Dist, Head
 from dreamworld.nn.functional import symlog
 from dreamworld.nn.layers import MLP, ConvDecoder, ConvEncoder
+from dreamworld.run.distributed import gather
 
 
 class VectorNorm(nn.Module):
@@ -56,7 +57,7 @@ class VectorNorm(nn.Module):
     @torch.no_grad()
     def fit(self, vector: Tensor) -> None:
         """Sets the statistics from ``(..., D)`` samples."""
-        flat = vector.reshape(-1, vector.shape[-1]).float()
+        flat = gather(vector.reshape(-1, vector.shape[-1]).float())  # every rank's batch, if several
         self.mean.copy_(flat.mean(0))
         self.std.copy_(flat.std(0, correction=0).clamp(min=self.min_std))
         self.ready.fill_(True)

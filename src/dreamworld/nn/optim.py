@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dreamworld.run.distributed import average_gradients
+
 NAMES = ("adam", "laprop")
 
 
@@ -35,6 +37,7 @@ def step_jointly(loss: Tensor, optimizers: list[Optimizer]) -> list[Tensor]:
     for param in params:
         param.grad = None
     loss.backward(inputs=params)
+    average_gradients(params)  # over the ranks of a data-parallel run; nothing in one process
     return [opt.apply() for opt in optimizers]
 
 

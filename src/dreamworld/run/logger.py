@@ -698,3 +698,35 @@ class _PlainLines:
             self._printed_step = self._pending_step
             self._last_print = time.monotonic()
         self._pending = None
+
+
+class NullLogger:
+    """The logger of a rank other than 0 in a data-parallel run: it writes nothing (rank 0 logs)."""
+
+    step = 0
+
+    def marks(self) -> dict[str, int]:
+        return {}
+
+    def scalar(self, name: str, value: float) -> None: ...
+
+    def add(self, metrics: Mapping[str, float], prefix: str = "") -> None: ...
+
+    def image(self, name: str, image: np.ndarray) -> None: ...
+
+    def video(self, name: str, frames: np.ndarray, *, step: int | None = None) -> None: ...
+
+    def score(self, step: int, score: float, length: int, **extra: float) -> None: ...
+
+    def progress(self, step: int) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+    def write(self, step: int) -> None: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> NullLogger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None: ...

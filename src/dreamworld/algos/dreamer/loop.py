@@ -36,6 +36,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,12 @@ from dreamworld.run.checkpoint import (
     save_checkpoint,
     tensors_to_arrays,
 )
+from dreamworld.run.distributed import any_rank, broadcast_parameters, check_replicas
+from dreamworld.run.distributed import current as current_ranks
+from dreamworld.run.distributed import setup as setup_ranks
 from dreamworld.run.driver import Driver, vector_env
 from dreamworld.run.episodes import EpisodeTally, episode_stats
-from dreamworld.run.logger import Logger, rewind_logs
+from dreamworld.run.logger import Logger, NullLogger, rewind_logs
 from dreamworld.run.policies import RandomPolicy
 from dreamworld.run.rundir import RunDirectory
 from dreamworld.run.seeding import rng_state, seed_everything, set_rng_state
@@ -110,8 +114,11 @@ def train(config: Config, agent: Dreamer | None = None) -> TrainResult:
         Counters, the checkpoint path and the final evaluation return.
     """
     exit_if_reimported()  # a worker process re-importing an unguarded script must not train
-    with RunDirectory(config.logdir, config) as run:
-        seed_everything(config.seed)
+    ranks = setup_ranks()  # a data-parallel run's ranks (run/distributed.py); else one process
+    # Rank 0 holds the run directory and writes to it; the other ranks write nothing.
+    directory = RunDirectory(config.logdir, config) if ranks.main else nullcontext(_OtherRank())
+    with directory as run:
+        seed_everything(config.seed)  # the same initial parameters on every rank
         tune_allocator()
         torch.set_num_threads(learner_threads(config.dreamer.threads))
         env = vector_env(config.env)
@@ -122,12 +129,20 @@ def train(config: Config, agent: Dreamer | None = None) -> TrainResult:
                 agent = Dreamer(config.dreamer, env.obs_space, env.act_space, device)
             if agent.device.type == "cuda":
                 torch.set_float32_matmul_precision("high")  # float32 runs take tf32 matmuls on a GPU
+            broadcast_parameters(agent)
             loop = _Loop(config, agent, env, eval_env)
             run.started()  # only now does the run's config.yaml change
             return loop.run()
 
 
 MODEL_PREFIXES = ("dreamer.world_model.", "dreamer.actor.", "dreamer.critic.")
+
+
+class _OtherRank:
+    """What a rank other than 0 has instead of the run directory."""
+
+    def started(self) -> None:
+        """Rank 0 writes ``config.yaml``."""
 
 
 class NonFiniteError(DreamworldError):
@@ -240,7 +255,9 @@ class _Loop:
         self.checkpoint = self.logdir / CHECKPOINT_NAME
         self.store = EpisodeStore(self.logdir / EPISODE_DIR)
         self.replay_dir = self.logdir / REPLAY_DIR
-        self.replay = Replay(config.replay.capacity, config.replay.length, seed=config.seed)
+        self.ranks = current_ranks()
+        rank = self.ranks.rank  # each rank draws its own environments, replay batches and actions
+        self.replay = Replay(config.replay.capacity, config.replay.length, seed=config.seed + rank)
         self.counters = Counters()
         self.policy_state: PolicyState = None
         self.metrics: dict[str, list[float]] = {}
@@ -255,27 +272,41 @@ class _Loop:
         self.last_rates = (self.started, self.counters.steps, self.counters.updates)
         dreamer = config.dreamer
         self.ratio = dreamer.train_ratio / (config.replay.batch * config.replay.length)
-        self.logger = Logger(
-            self.logdir,
-            total_steps=dreamer.steps,
-            tensorboard=config.log.tensorboard,
-            progress=config.log.progress,
-            video_fps=config.log.video_fps,
-            description=f"{config.env.name}",
-            purge_step=None if resumed is None else self.counters.steps + 1,
+        self.logger: Logger | NullLogger = (
+            NullLogger()
+            if not self.ranks.main
+            else Logger(
+                self.logdir,
+                total_steps=dreamer.steps,
+                tensorboard=config.log.tensorboard,
+                progress=config.log.progress,
+                video_fps=config.log.video_fps,
+                description=f"{config.env.name}",
+                purge_step=None if resumed is None else self.counters.steps + 1,
+            )
         )
-        self.prefill_policy = RandomPolicy(env.act_space, env.num_envs, seed=config.seed)
+        self.prefill_policy = RandomPolicy(env.act_space, env.num_envs, seed=config.seed + 7_919 * rank)
         if resumed is not None:
             for rng, saved in zip(self.prefill_policy.rngs, resumed.get("prefill_rngs", []), strict=False):
                 rng.bit_generator.state = saved
             self.metrics = {key: list(values) for key, values in resumed.get("episode_metrics", {}).items()}
             self.update_metrics.load_state_dict(resumed.get("update_metrics", []), agent.device)
-        self.driver = Driver(env, seed=config.seed + self.counters.episodes)
+        self.driver = Driver(env, seed=config.seed + self.counters.episodes + 100_003 * rank)
+        if self.ranks.world > 1:
+            torch.manual_seed(config.seed + 1_000_003 * rank + self.counters.updates)
+            if resumed is not None and self.ranks.main:
+                print(
+                    f"a run of {self.ranks.world} ranks resumes from rank 0's agent and replay on every rank",
+                    flush=True,
+                )
         self.driver.on_step(self._on_step)
         self.driver.on_episode(self._on_episode)
         if resumed is not None and resumed.get("threads") and not config.dreamer.threads:
             torch.set_num_threads(int(resumed["threads"]))  # the run's own, for an exact resume
-        if resumed is not None and resumed.get("envs") is not None and len(resumed["envs"]) == env.num_envs:
+        same_envs = (
+            resumed is not None and resumed.get("envs") is not None and len(resumed["envs"]) == env.num_envs
+        )
+        if same_envs and self.ranks.main and resumed is not None:
             env.set_states(tensors_to_arrays(resumed["envs"]))
             self.driver.load_state_dict(tensors_to_arrays(resumed["driver"]))
             self.policy_state = _to_device(resumed["policy_state"], agent.device)
@@ -304,7 +335,7 @@ class _Loop:
             self._prefill()
             if not self.stop.signum:
                 self._warmup()
-            while self.counters.steps < dreamer.steps and not self.out_of_time() and not self.stop.signum:
+            while self.counters.steps < dreamer.steps and not self._should_stop():
                 self.driver.run(self._act, steps=self.env.num_envs)
                 self._update()
                 if log.due(self.counters.steps):
@@ -312,8 +343,9 @@ class _Loop:
                 if next_eval is not None and self.counters.steps >= next_eval:
                     self._evaluate_unless_stopped()
                     next_eval = (self.counters.steps // every + 1) * every
-                if save.due(self.counters.steps) and self.counters.steps < dreamer.steps:
-                    self.save()  # (the last step's checkpoint follows the final evaluation)
+                due = save.due(self.counters.steps) and self.counters.steps < dreamer.steps
+                if any_rank(due):  # (the last step's checkpoint follows the final evaluation)
+                    self.save()
             self._write_metrics()
             if self.stop.signum:
                 self._save_and_raise(self.stop.signum)
@@ -335,8 +367,15 @@ class _Loop:
             self.checkpoint,
         )
 
+    def _should_stop(self) -> bool:
+        """Out of time or asked to stop (Ctrl-C, SIGTERM): on any rank, then on all of them."""
+        stop = self.out_of_time() or bool(self.stop.signum)
+        return any_rank(stop) if self.ranks.world > 1 else stop
+
     def _announce(self) -> None:
         """One line on what the run is about to do, so that a default run is never a surprise."""
+        if not self.ranks.main:
+            return
         config, counters = self.config, self.counters
         params = sum(p.numel() for p in self.agent.parameters()) / 1e6
         threads = f", {torch.get_num_threads()} threads" if self.agent.device.type == "cpu" else ""
@@ -365,7 +404,7 @@ class _Loop:
     def evaluate(self) -> list[float]:
         """Runs ``eval_episodes`` episodes with the evaluation policy; logs returns and one video."""
         dreamer = self.config.dreamer
-        if not dreamer.eval_episodes:
+        if not dreamer.eval_episodes or not self.ranks.main:  # rank 0 evaluates
             return []
         tally = EpisodeTally()
         frames: list[np.ndarray] = []
@@ -408,6 +447,9 @@ class _Loop:
         Raises:
             NonFiniteError: The agent holds a NaN or an infinity; the checkpoint on disk is kept.
         """
+        check_replicas(self.agent)  # every rank, at the same points: identical parameters
+        if not self.ranks.main:
+            return self.checkpoint  # rank 0 writes the checkpoint
         if not self.agent.is_finite():
             raise NonFiniteError(
                 f"the agent holds NaN or infinite values at step {self.counters.steps:,}; the checkpoint "
@@ -467,7 +509,7 @@ class _Loop:
         else:  # a checkpoint of dreamworld 0.1 without replay files: refill from the episodes
             self.replay.restore(self.store)
             self.replay.rng.bit_generator.state = state["replay_rng"]
-        if "logs" in state:  # drop what a killed run wrote after this checkpoint
+        if "logs" in state and self.ranks.main:  # drop what a killed run wrote after this checkpoint
             rewind_logs(self.logdir, state["logs"], self.counters.steps)
             self.store.remove_after(state["last_episode"])
         return state
@@ -504,13 +546,14 @@ class _Loop:
 
     def _on_step(self, step: dict[str, np.ndarray]) -> None:
         self.replay.add(step)
-        self.counters.steps += len(step["is_first"])
+        self.counters.steps += len(step["is_first"]) * self.ranks.world  # the steps of all ranks
         if self.counters.steps > self.config.dreamer.prefill:
+            # Each rank's own steps earn its updates; N ranks of batch B replay N x B per update.
             self.counters.earned += self.ratio * len(step["is_first"])
 
     def _on_episode(self, episode: dict[str, np.ndarray], index: int) -> None:
         self.counters.episodes += 1
-        if self.config.replay.save_episodes:
+        if self.config.replay.save_episodes and self.ranks.main:
             self.store.save(episode)
         stats = episode_stats(episode)
         for key, value in stats.items():
