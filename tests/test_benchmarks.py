@@ -132,4 +132,5 @@ def test_distributed_benchmark_prints_rates_for_one_and_two_ranks():
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("nproc=")]
-    assert [row.split()[0] for row in rows] == ["nproc=1", "nproc=2"] and all("allreduce_ms=" in r for r in rows)
+    assert [row.split()[0] for row in rows] == ["nproc=1", "nproc=2"]
+    assert all("allreduce_ms=" in row for row in rows)

@@ -3,6 +3,7 @@ one rank of batch N x B, keep identical parameters, and one failing rank ends th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -104,10 +105,16 @@ def test_a_two_rank_run_trains_with_identical_parameters_and_only_rank_0_writes(
     state = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")
     assert state["counters"]["steps"] == 300 and state["counters"]["updates"] == 50  # half per rank
     assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
+    evaluation = [sys.executable, "-m", "dreamworld.cli", "eval", "--logdir", str(tmp_path)]
+    evaluation += ["--episodes", "2"]
+    done_eval = subprocess.run(evaluation, capture_output=True, text=True, timeout=300)
+    assert done_eval.returncode == 0 and "over 2 episodes" in done_eval.stdout, done_eval.stderr[-2000:]
+    (tmp_path / "eval").rename(tmp_path.parent / f"{tmp_path.name}-eval")  # out of the listing below
     assert done.stdout.count("training gym/CartPole-v1") == 1
+    # Rank 1 writes only its replay's chunks, part of the checkpoint (what it needs to resume).
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         "checkpoint.pt", "config.yaml", "episodes", next(tmp_path.glob("events*")).name, "metrics.jsonl",
-        "replay", "scores.jsonl", "videos",
+        "replay", "replay-rank1", "scores.jsonl", "videos",
     ]  # fmt: skip
 
 
@@ -120,3 +127,48 @@ def test_a_failing_rank_ends_the_run_with_one_line_naming_it(tmp_path, toy_envs)
     assert done.returncode == 2
     err = done.stderr.strip().splitlines()[-1]
     assert err.startswith("error: rank 1 of 2 failed") and "simulated crash" in err, done.stderr[-2000:]
+
+
+def test_a_killed_two_rank_run_resumes_every_rank_from_the_checkpoint(tmp_path):
+    import signal
+    import time
+
+    from dreamworld.run.checkpoint import load_checkpoint
+
+    argv = [sys.executable, "-m", "dreamworld.cli", "train", "--nproc", "2", "--logdir", str(tmp_path)]
+    argv += [*TINY_RUN, "--dreamer.save_steps", "60"]
+    process = subprocess.Popen(
+        [*argv, "--steps", "100000"], start_new_session=True, stdout=subprocess.DEVNULL
+    )
+    checkpoint, steps = tmp_path / "checkpoint.pt", 0
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and steps < 240:
+        with contextlib.suppress(Exception):  # not written yet, or being replaced
+            steps = load_checkpoint(checkpoint, kind="dreamer")["counters"]["steps"]
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # the launcher and both ranks, at once
+    process.wait()
+    state = load_checkpoint(checkpoint, kind="dreamer")
+    before = state["counters"]
+    assert before["steps"] >= 240 and len(state["ranks"]) == 1  # rank 1's replay, random state, envs
+    assert state["ranks"][0]["replay"]["files"] and (tmp_path / "replay-rank1").is_dir()
+    done = subprocess.run([*argv, "--steps", str(before["steps"] + 60)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "goes on from rank 0" not in done.stdout  # the same number of ranks: each its own state
+    resumed = load_checkpoint(checkpoint, kind="dreamer")
+    after = resumed["counters"]
+    assert after["steps"] == before["steps"] + 60 and after["updates"] > before["updates"]
+    # ... exactly as a run of two ranks that was never stopped.
+    twin = [a if a != str(tmp_path) else str(tmp_path / "twin") for a in argv]
+    done = subprocess.run([*twin, "--steps", str(after["steps"])], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    uninterrupted = load_checkpoint(tmp_path / "twin" / "checkpoint.pt", kind="dreamer")
+    assert uninterrupted["counters"] == after
+    for key, value in uninterrupted["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    # Another number of ranks goes on from rank 0's state, and says so.
+    done = subprocess.run(
+        [*[a for a in argv if a not in ("--nproc", "2")], "--steps", str(after["steps"] + 20)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0 and "the checkpoint is of 2 rank(s), this run has 1" in done.stdout

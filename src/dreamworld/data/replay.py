@@ -165,6 +165,11 @@ class Replay:
             "files": dict(self._files),
         }
 
+    def mark_unsaved(self) -> None:
+        """Makes the next :meth:`save` write every chunk (into a folder other than the one loaded)."""
+        self._dirty.update(self._files)
+        self._files = {}
+
     def prune(self, directory: str | Path, manifest: Mapping[str, Any]) -> None:
         """Deletes chunk files that ``manifest`` (the checkpointed one) does not name."""
         keep = set(manifest["files"].values())

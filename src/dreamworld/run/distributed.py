@@ -99,6 +99,21 @@ def gather(tensor: Tensor) -> Tensor:
     return torch.cat(parts)
 
 
+def gather_objects(value: object) -> list[object]:
+    """``value`` of every rank, in rank order, on rank 0 (an empty list on the others)."""
+    if current().world <= 1:
+        return [value]
+    parts: list[object] | None = [None] * dist.get_world_size() if current().main else None
+    dist.gather_object(value, parts, dst=0)
+    return parts or []
+
+
+def barrier() -> None:
+    """Waits until every rank is here."""
+    if current().world > 1:
+        dist.barrier()
+
+
 def any_rank(flag: bool) -> bool:
     """Whether ``flag`` is true on any rank (each rank must call it at the same point)."""
     if current().world <= 1:

@@ -58,7 +58,7 @@ from dreamworld.run.checkpoint import (
     save_checkpoint,
     tensors_to_arrays,
 )
-from dreamworld.run.distributed import any_rank, broadcast_parameters, check_replicas
+from dreamworld.run.distributed import any_rank, barrier, broadcast_parameters, check_replicas, gather_objects
 from dreamworld.run.distributed import current as current_ranks
 from dreamworld.run.distributed import setup as setup_ranks
 from dreamworld.run.driver import Driver, vector_env
@@ -254,9 +254,10 @@ class _Loop:
         self.logdir = Path(config.logdir)
         self.checkpoint = self.logdir / CHECKPOINT_NAME
         self.store = EpisodeStore(self.logdir / EPISODE_DIR)
-        self.replay_dir = self.logdir / REPLAY_DIR
         self.ranks = current_ranks()
         rank = self.ranks.rank  # each rank draws its own environments, replay batches and actions
+        self.replay_dir = self.logdir / (REPLAY_DIR if rank == 0 else f"{REPLAY_DIR}-rank{rank}")
+        self.exact = True  # whether a resumed rank found its own state in the checkpoint
         self.replay = Replay(config.replay.capacity, config.replay.length, seed=config.seed + rank)
         self.counters = Counters()
         self.policy_state: PolicyState = None
@@ -292,13 +293,15 @@ class _Loop:
             self.metrics = {key: list(values) for key, values in resumed.get("episode_metrics", {}).items()}
             self.update_metrics.load_state_dict(resumed.get("update_metrics", []), agent.device)
         self.driver = Driver(env, seed=config.seed + self.counters.episodes + 100_003 * rank)
-        if self.ranks.world > 1:
+        if self.ranks.world > 1 and (resumed is None or not self.exact):
             torch.manual_seed(config.seed + 1_000_003 * rank + self.counters.updates)
-            if resumed is not None and self.ranks.main:
-                print(
-                    f"a run of {self.ranks.world} ranks resumes from rank 0's agent and replay on every rank",
-                    flush=True,
-                )
+        saved_ranks = 1 + len(resumed.get("ranks") or []) if resumed is not None else self.ranks.world
+        if saved_ranks != self.ranks.world and self.ranks.main:
+            print(
+                f"the checkpoint is of {saved_ranks} rank(s), this run has {self.ranks.world}: every rank "
+                "goes on from rank 0's agent and replay",
+                flush=True,
+            )
         self.driver.on_step(self._on_step)
         self.driver.on_episode(self._on_episode)
         if resumed is not None and resumed.get("threads") and not config.dreamer.threads:
@@ -306,7 +309,7 @@ class _Loop:
         same_envs = (
             resumed is not None and resumed.get("envs") is not None and len(resumed["envs"]) == env.num_envs
         )
-        if same_envs and self.ranks.main and resumed is not None:
+        if same_envs and self.exact and resumed is not None:
             env.set_states(tensors_to_arrays(resumed["envs"]))
             self.driver.load_state_dict(tensors_to_arrays(resumed["driver"]))
             self.policy_state = _to_device(resumed["policy_state"], agent.device)
@@ -448,37 +451,46 @@ class _Loop:
             NonFiniteError: The agent holds a NaN or an infinity; the checkpoint on disk is kept.
         """
         check_replicas(self.agent)  # every rank, at the same points: identical parameters
-        if not self.ranks.main:
-            return self.checkpoint  # rank 0 writes the checkpoint
-        if not self.agent.is_finite():
+        if not self.agent.is_finite():  # (on every rank alike: their parameters are the same)
             raise NonFiniteError(
                 f"the agent holds NaN or infinite values at step {self.counters.steps:,}; the checkpoint "
                 f"in {self.logdir} was not overwritten: lower the learning rates or check the environment"
             )
+        mine = self._rank_state()  # every rank writes its replay's new chunks
+        others = gather_objects(mine)[1:]
+        if self.ranks.main:
+            episodes = self.store.paths() if self.config.replay.save_episodes else []
+            state = {
+                **self.agent.training_state(),
+                **mine,
+                "counters": self.counters.state(),
+                "run_config": config_to_dict(self.config),
+                "seconds": self.hours() * 3600,
+                "cpu": self.cpu_hours() * 3600,
+                "threads": torch.get_num_threads(),
+                "logs": self.logger.marks(),
+                "last_episode": episodes[-1].name if episodes else "",
+                "ranks": others,  # what ranks 1..N-1 need to go on exactly
+            }
+            save_checkpoint(self.checkpoint, state, kind=KIND)
+        barrier()  # stale chunks go only once the checkpoint that no longer names them is written
+        self.replay.prune(self.replay_dir, mine["replay"])
+        return self.checkpoint
+
+    def _rank_state(self) -> dict[str, Any]:
+        """What this rank alone holds: its replay's manifest, random state, environments in flight,
+        the random policy of its prefill and the metrics since the last write."""
         envs = self.env.get_states() if self.driver.obs is not None else None
-        manifest = self.replay.save(self.replay_dir)
-        episodes = self.store.paths() if self.config.replay.save_episodes else []
-        state = {
-            **self.agent.training_state(),
-            "counters": self.counters.state(),
+        return {
             "rng": rng_state(),
-            "replay": manifest,
+            "replay": self.replay.save(self.replay_dir),
             "envs": None if envs is None else arrays_to_tensors(envs),
             "driver": None if envs is None else arrays_to_tensors(self.driver.state_dict()),
-            "policy_state": None if envs is None else self.policy_state,
-            "run_config": config_to_dict(self.config),
-            "seconds": self.hours() * 3600,
-            "cpu": self.cpu_hours() * 3600,
-            "threads": torch.get_num_threads(),
+            "policy_state": None if envs is None else _to_device(self.policy_state, torch.device("cpu")),
             "prefill_rngs": [rng.bit_generator.state for rng in self.prefill_policy.rngs],
             "episode_metrics": {key: list(values) for key, values in self.metrics.items()},
-            "update_metrics": self.update_metrics.state_dict(),
-            "logs": self.logger.marks(),
-            "last_episode": episodes[-1].name if episodes else "",
+            "update_metrics": _to_device(self.update_metrics.state_dict(), torch.device("cpu")),
         }
-        path = save_checkpoint(self.checkpoint, state, kind=KIND)
-        self.replay.prune(self.replay_dir, manifest)
-        return path
 
     def _resume(self) -> dict[str, Any]:
         """Restores the learner and the replay; returns the checkpoint for the environment part."""
@@ -502,10 +514,24 @@ class _Loop:
                 "another --logdir)"
             ) from None
         self.counters = Counters(**state["counters"])
+        # Rank r > 0 of a run with as many ranks as the checkpoint's goes on from its own state;
+        # otherwise from rank 0's (its replay and random state), with a note.
+        rank, others = self.ranks.rank, state.get("ranks") or []
+        self.exact = rank == 0 or len(others) == self.ranks.world - 1
+        if rank > 0 and self.exact:
+            state = {**state, **others[rank - 1]}
+        elif rank > 0:
+            state = {**state, "envs": None}
         set_rng_state(state["rng"])
         if "replay" in state:
-            self.replay.load(self.replay_dir, state["replay"])
-            self.replay.prune(self.replay_dir, state["replay"])
+            source = self.replay_dir if self.exact else self.logdir / REPLAY_DIR
+            self.replay.load(source, state["replay"])
+            if self.exact:
+                self.replay.prune(self.replay_dir, state["replay"])
+            else:  # rank 0's replay, copied into this rank's folder at the next save, sampled anew
+                self.replay.mark_unsaved()
+                seed = [self.config.seed, self.ranks.rank, self.counters.updates]
+                self.replay.rng = np.random.default_rng(seed)
         else:  # a checkpoint of dreamworld 0.1 without replay files: refill from the episodes
             self.replay.restore(self.store)
             self.replay.rng.bit_generator.state = state["replay_rng"]

@@ -180,10 +180,12 @@ class EpochLoop:
     def _resume(self) -> None:
         state = load_checkpoint(self.directory / CHECKPOINT_NAME, kind=self.kind)
         # A key the saved spec lacks was added to the stage later: the configuration supplies it.
-        if state["spec"] != {key: value for key, value in self.spec.items() if key in state["spec"]}:
+        changed = [key for key, value in state["spec"].items() if self.spec.get(key, value) != value]
+        if changed:
+            key = changed[0]
             raise DreamworldError(
-                f"{self.directory} holds a model with other settings ({state['spec']} vs {self.spec}); "
-                "keep the settings or start the stage over with --noreload"
+                f"{self.directory.name} setting '{key}' is {self.spec[key]} here but {state['spec'][key]} in "
+                f"{self.directory}'s model; keep the settings or start the stage over with --noreload"
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
