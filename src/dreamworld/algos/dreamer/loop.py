@@ -381,11 +381,13 @@ class _Loop:
             return
         config, counters = self.config, self.counters
         params = sum(p.numel() for p in self.agent.parameters()) / 1e6
-        threads = f", {torch.get_num_threads()} threads" if self.agent.device.type == "cpu" else ""
+        count = torch.get_num_threads()
+        threads = f", {count} thread{'' if count == 1 else 's'}" if self.agent.device.type == "cpu" else ""
         where = f"resuming from step {counters.steps:,}" if counters.steps else "a new run"
         print(
             f"training {config.env.name} for {config.dreamer.steps:,} steps ({where}) in {self.logdir} on "
-            f"{self.agent.device}{threads}: {params:.2g}M parameters, {config.env.envs} environment(s)",
+            f"{self.agent.device}{threads}: {params:.2g}M parameters, {config.env.envs} environment(s)"
+            + (f", {self.ranks.world} ranks" if self.ranks.world > 1 else ""),
             flush=True,
         )
 
