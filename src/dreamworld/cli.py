@@ -494,10 +494,9 @@ def _train(args: argparse.Namespace, rest: Sequence[str]) -> int:
         ranks = [arg for i, arg in enumerate(ranks) if i not in drop and i - 1 not in drop]
         return launch(args.nproc, [arg for arg in ranks if not arg.startswith("--nproc=")])
     from dreamworld.algos.dreamer.loop import train
-    from dreamworld.run.checkpoint import move_aside
     from dreamworld.run.episodes import random_returns
 
-    if args.fresh and (moved := move_aside(Path(config.logdir))):
+    if args.fresh and (moved := _move_aside(config.logdir)):
         print(f"moved the previous run to {moved}")
     result = train(config)
     budget = config.dreamer.max_hours

@@ -64,18 +64,18 @@ def adaptive_clip_(params: list[Tensor], grads: list[Tensor], clip: float, pmin:
     norm = torch.linalg.vector_norm(grad_norms)
     finite = torch.isfinite(norm)
     scales = torch.where(finite, torch.clamp(limits / (grad_norms + 1e-12), max=1.0), 0.0)
-    for grad in grads:
-        grad.nan_to_num_(0.0, 0.0, 0.0)
-    torch._foreach_mul_(grads, list(scales.unbind()))
+    _zero_unless(grads, finite, list(scales.unbind()))
     return norm
 
 
-def _zero_unless(grads: list[Tensor], finite: Tensor, scale: Tensor | float) -> None:
-    """Multiplies ``grads`` by ``scale``, or by 0 when ``finite`` is false (NaN and infinities first
-    replaced, since ``0 * nan`` is nan): no host synchronisation either way."""
+def _zero_unless(grads: list[Tensor], finite: Tensor, scale: Tensor | float | list[Tensor]) -> None:
+    """Multiplies ``grads`` by ``scale`` (one for all, or one per tensor), or by 0 when ``finite`` is
+    false: NaN and infinities are replaced first, since ``0 * nan`` is nan. No host synchronisation
+    either way; the replacement is one kernel per tensor (foreach has no such operation), about 1% of
+    an update's operations."""
     for grad in grads:
         grad.nan_to_num_(0.0, 0.0, 0.0)
-    torch._foreach_mul_(grads, torch.where(finite, scale, 0.0))
+    torch._foreach_mul_(grads, scale if isinstance(scale, list) else torch.where(finite, scale, 0.0))
 
 
 class Optimizer:

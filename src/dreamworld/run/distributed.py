@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,7 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from dreamworld.errors import DreamworldError
+from dreamworld.errors import DreamworldError, RunInterrupted
 
 TIMEOUT = datetime.timedelta(minutes=30)
 """How long a rank waits for the others at a collective (rank 0 evaluates while they wait)."""
@@ -52,6 +53,7 @@ class Ranks:
 
 
 _RANKS = Ranks()  # set once by setup(); a plain global, so that compiled code reads a constant
+_CONTROL: object | None = None  # a gloo group for the loop's small decisions: no GPU synchronisation
 
 
 def setup() -> Ranks:
@@ -67,6 +69,8 @@ def setup() -> Ranks:
         if backend == "nccl":
             torch.cuda.set_device(local)
         dist.init_process_group(backend, timeout=TIMEOUT)
+    global _CONTROL
+    _CONTROL = dist.new_group(backend="gloo", timeout=TIMEOUT) if dist.get_backend() == "nccl" else None
     _RANKS = Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
     return _RANKS
 
@@ -104,7 +108,7 @@ def gather_objects(value: object) -> list[object]:
     if current().world <= 1:
         return [value]
     parts: list[object] | None = [None] * dist.get_world_size() if current().main else None
-    dist.gather_object(value, parts, dst=0)
+    dist.gather_object(value, parts, dst=0, group=_CONTROL)  # type: ignore[arg-type]
     return parts or []
 
 
@@ -118,10 +122,8 @@ def any_rank(flag: bool) -> bool:
     """Whether ``flag`` is true on any rank (each rank must call it at the same point)."""
     if current().world <= 1:
         return flag
-    value = torch.tensor([float(flag)])
-    if dist.get_backend() == "nccl":
-        value = value.cuda()
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    value = torch.tensor([float(flag)])  # on the CPU, through gloo (the control group on GPUs)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=_CONTROL)
     return bool(value.item() > 0)
 
 
@@ -203,13 +205,19 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
                 sys.stderr.write((logs / "rank-0.err").read_text(errors="replace"))
                 return 0
             time.sleep(0.2)
-    except KeyboardInterrupt:
-        # Ctrl-C reached every rank (one process group): they save and stop on their own.
+    except KeyboardInterrupt as stop:
+        # Ctrl-C reached every rank (one process group); a SIGTERM sent to the launcher alone is
+        # passed on. Each rank then saves and stops on its own.
+        if isinstance(stop, RunInterrupted):
+            for process in processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
         for process in processes:
             process.wait()
-        return 130
+        return 143 if isinstance(stop, RunInterrupted) else 130
     finally:
         _stop(processes)
+        shutil.rmtree(logs, ignore_errors=True)
 
 
 def _stop(processes: Sequence[subprocess.Popen[bytes]]) -> None:

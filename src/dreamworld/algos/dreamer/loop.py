@@ -548,8 +548,9 @@ class _Loop:
         if self.counters.steps >= target:
             return
         while self.counters.steps < target and not self.stop.signum:
+            before = self.counters.steps
             self.driver.run(self.prefill_policy, steps=self.env.num_envs)
-            if self.counters.steps % 100 < self.env.num_envs:
+            if self.counters.steps // 100 > before // 100:  # the display, every 100 steps
                 self.logger.progress(self.counters.steps)
 
     def _warmup(self) -> None:
