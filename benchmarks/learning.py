@@ -66,8 +66,11 @@ def eval_keys(logdirs: list[Path]) -> list[str]:
 
 def action_repeat(logdir: Path) -> int:
     """Environment steps per policy step of a run (``env.repeat`` in its saved configuration)."""
+    from dreamworld.envs import action_repeat
+
     config = yaml.safe_load((logdir / "config.yaml").read_text()) if (logdir / "config.yaml").exists() else {}
-    return int((config.get("env") or {}).get("repeat") or 1)
+    env = config.get("env") or {}
+    return action_repeat(str(env.get("name", "")), env.get("repeat"))
 
 
 def main() -> None:

@@ -75,6 +75,37 @@ def test_learning_benchmark_reads_the_action_repeat_of_its_runs(tmp_path, monkey
     (tmp_path / "config.yaml").write_text("env:\n  name: dmc/cartpole-swingup\n  repeat: 4\n")
     assert learning.action_repeat(tmp_path) == 4
     assert learning.action_repeat(tmp_path / "not-started") == 1
+    (tmp_path / "config.yaml").write_text("env:\n  name: dmc/cartpole-swingup\n  repeat: null\n")
+    assert learning.action_repeat(tmp_path) == 2  # the suite's default
+
+
+def test_suite_benchmark_trains_resumes_and_tabulates_against_references(tmp_path):
+    """Two seeds side by side, then a longer budget resumes both, then the table alone: returns by
+    environment step, mean +- std, the reference at that step and the count of tasks above it."""
+    outdir, reference = tmp_path / "suite", tmp_path / "reference.csv"
+    reference.write_text("task,method,x,y\ngym_cartpole-v1,paper,300,5\ngym/CartPole-v1,paper,600,1e4\n")
+    script = [sys.executable, str(ROOT / "benchmarks" / "dmc_suite.py"), "--tasks", "gym/CartPole-v1"]
+    script += ["--preset", "debug", "--seeds", "0", "1", "--jobs", "2", "--eval-every", "150"]
+    script += ["--eval-episodes", "1", "--outdir", str(outdir), "--reference", str(reference)]
+
+    def suite(*flags: str) -> list[str]:
+        done = subprocess.run([*script, *flags], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+        return done.stdout.splitlines()
+
+    lines = suite("--steps", "300", "--at", "300", "600")
+    assert sum("starting" in line for line in lines) == 2
+    seeds = [line.split() for line in lines if line.startswith("gym/CartPole-v1 ") and "seed" not in line]
+    assert [row[:2] for row in seeds] == [["gym/CartPole-v1", "0"], ["gym/CartPole-v1", "1"]]
+    assert all(row[3] == "-" for row in seeds)  # nothing at 600 yet
+    assert next(line for line in lines if line.split()[:1] == ["ref"]).split()[1:] == ["5.0", "10000.0"]
+    lines = suite("--steps", "600", "--at", "300", "600")
+    assert sum("resuming" in line for line in lines) == 2
+    rows = [line.split() for line in lines if line.startswith("gym/CartPole-v1 ") and "seed" not in line]
+    assert all(row[3] != "-" for row in rows) and [row[2] for row in rows] == [row[2] for row in seeds]
+    lines = suite("--table", "--steps", "600", "--at", "600")
+    assert not any("starting" in line or "resuming" in line for line in lines)
+    assert lines[-1].startswith("at 600: 0 of 1 tasks at or above the reference")
 
 
 def test_doom_benchmark_finds_the_controllers_of_the_experiments_inputs(tmp_path, monkeypatch):

@@ -260,3 +260,25 @@ def test_evaluations_of_a_run_are_not_runs_and_points_sit_at_their_steps(tmp_pat
     assert [r.path for r in runs] == [run]
     (curve,) = collect_curves(runs, "step", "eval/return", 1000)
     assert curve.x.tolist() == [2000.0, 4000.0, 6000.0] and curve.mean.tolist() == [20.0, 40.0, 60.0]
+
+
+def test_environment_steps_and_shipped_references_line_up_with_dmc_runs(tmp_path: Path) -> None:
+    """``env_step`` multiplies the policy steps by each run's action repeat (the suite's default when
+    ``env.repeat`` is null); the shipped DreamerV3 scores match runs whose directory spells the task
+    ``dmc_ball_in_cup-catch``; an unknown reference name lists the shipped ones."""
+    for repeat, method in ((4, "four"), (None, "default")):
+        run = tmp_path / "runs/dmc_ball_in_cup-catch" / method / "0"
+        write_jsonl(run / "metrics.jsonl", [{"step": 12500, "eval/return": 700.0}])
+        config = f"env:\n  name: dmc/ball_in_cup-catch\n  repeat: {repeat or 'null'}\n"
+        (run / "config.yaml").write_text(config)
+    curves = by_key(collect_curves(find_runs(tmp_path / "runs"), "env_step", "eval/return", 0))
+    assert curves["dmc_ball_in_cup-catch", "four"].x.tolist() == [50000.0]
+    assert curves["dmc_ball_in_cup-catch", "default"].x.tolist() == [25000.0]
+    shipped = load_reference("dreamerv3_dmc_proprio")
+    assert {r.task: r.y.tolist() for r in shipped}["dmc/ball_in_cup-catch"] == [743.0]
+    fig = figure(list(curves.values()), shipped, ("env_step", "eval/return"))
+    (axis,) = [a for a in fig.axes if a.get_visible()]
+    assert [line.get_xydata().tolist() for line in axis.lines][-1] == [[100000.0, 743.0]]
+    assert "DreamerV3 (official scores) (reference)" in [t.get_text() for t in fig.legends[0].texts]
+    with pytest.raises(DreamworldError, match="shipped references: dreamerv3_dmc_proprio"):
+        load_reference("dreamerv3_dmc")

@@ -214,10 +214,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     plot.add_argument("--indir", required=True, help="directory holding the runs")
     plot.add_argument("--outdir", required=True, help="where the figures go")
-    plot.add_argument("--xaxis", default="step", help="x key (step, or any metric key)")
+    plot.add_argument(
+        "--xaxis", default="step", help="x key: step, env_step (times the action repeat) or any metric key"
+    )
     plot.add_argument("--yaxis", default="eval/return", help="y key, e.g. eval/return or episode/score")
     plot.add_argument("--bins", type=float, default=3e4, help="bin width on the x axis; 0 keeps every point")
-    plot.add_argument("--reference", help="reference curves (JSON or CSV: task, method, x, y)")
+    plot.add_argument(
+        "--reference",
+        help="reference curves: a JSON or CSV file (task, method, x, y) or a shipped one by name "
+        "(dreamerv3_dmc_proprio: official DreamerV3 scores, x in environment steps)",
+    )
     plot.add_argument("--tasks", nargs="+", help="task patterns to keep (fnmatch)")
     plot.add_argument("--methods", nargs="+", help="method patterns to keep (fnmatch)")
     plot.add_argument("--cols", type=int, default=4, help="panels per row")

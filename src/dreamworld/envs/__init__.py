@@ -36,7 +36,16 @@ from dreamworld.envs.base import Env
 from dreamworld.envs.options import EnvOptions, unknown_id
 from dreamworld.envs.parallel import VectorEnv
 
-__all__ = ["Env", "SuiteInfo", "VectorEnv", "check_env_id", "make_env", "make_vector_env", "suite_table"]
+__all__ = [
+    "Env",
+    "SuiteInfo",
+    "VectorEnv",
+    "action_repeat",
+    "check_env_id",
+    "make_env",
+    "make_vector_env",
+    "suite_table",
+]
 
 
 class _Suite(NamedTuple):
@@ -46,6 +55,7 @@ class _Suite(NamedTuple):
     examples: tuple[str, ...]
     description: str
     install: str | None = None  # when installing the extra is not enough
+    repeat: int = 1  # the action repeat when env.repeat is null
 
 
 # Values are import strings, resolved on use: a missing optional package fails only then.
@@ -63,6 +73,7 @@ _SUITES = {
         "dmc",
         ("dmc/walker-walk", "dmc/cartpole-swingup", "dmc/ball_in_cup-catch"),
         "DeepMind Control Suite: proprioceptive state or camera pixels, action repeat 2",
+        repeat=2,
     ),
     "atari": _Suite(
         "dreamworld.envs.atari:make",
@@ -70,6 +81,7 @@ _SUITES = {
         "atari",
         ("atari/pong", "atari/breakout", "atari/space_invaders"),
         "Atari 2600 through ALE with the Atari100k protocol (frame skip 4, 30 no-ops)",
+        repeat=4,
     ),
     "carracing": _Suite(
         "dreamworld.envs.carracing:make",
@@ -194,6 +206,20 @@ def make_env(
     if suite not in _SUITES:
         raise unknown_id("environment suite", suite, _SUITES)
     return _resolve(_SUITES[suite].entry)(task, options)
+
+
+def action_repeat(name: str, repeat: int | None = None) -> int:
+    """Environment steps per policy step of environment ``name``: ``repeat`` (``env.repeat``), or the
+    suite's default when it is ``None`` (DeepMind Control 2, Atari 4, others 1). Imports nothing.
+
+    Example:
+        >>> action_repeat("dmc/walker-walk"), action_repeat("dmc/walker-walk", 4), action_repeat("carracing")
+        (2, 4, 1)
+    """
+    if repeat:
+        return int(repeat)
+    suite = _SUITES.get(name.partition("/")[0])
+    return suite.repeat if suite else 1
 
 
 def check_env_id(name: str) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from dreamworld.envs import action_repeat
 from dreamworld.envs.base import Env
 from dreamworld.envs.gym_suite import GymSimulator
 from dreamworld.envs.options import EnvOptions, import_optional, unknown_id
 from dreamworld.envs.wrappers import SimulatorEnv
 from dreamworld.errors import EnvError
 
-DEFAULT_REPEAT = 4
+DEFAULT_REPEAT = action_repeat("atari/")  # the suite's default, from the registry
 """Frames per agent step (Atari100k)."""
 
 MAX_FRAMES = 108_000

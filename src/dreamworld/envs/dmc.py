@@ -11,13 +11,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from dreamworld.envs import action_repeat
 from dreamworld.envs.base import Env
 from dreamworld.envs.options import EnvOptions, import_optional, unknown_id
 from dreamworld.envs.rendering import configure_mujoco_gl, fast_rendering
 from dreamworld.envs.wrappers import SimulatorEnv, resize_image
 from dreamworld.errors import EnvError
 
-DEFAULT_REPEAT = 2
+DEFAULT_REPEAT = action_repeat("dmc/")  # the suite's default, from the registry
 """Dreamer's action repeat on the Control Suite."""
 
 # Model fields that tasks change when an episode starts (reacher's target, finger's goal, colours).

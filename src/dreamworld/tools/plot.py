@@ -27,11 +27,18 @@ import numpy as np
 import yaml
 
 from dreamworld.config.loader import CONFIG_FILE
+from dreamworld.envs import action_repeat
 from dreamworld.errors import DreamworldError
 from dreamworld.run.logger import METRICS_FILE, SCORES_FILE
 
 _SCORE_KEYS = ("score", "episode/score")
 _SEED_SUFFIX = re.compile(r"[-_.]?seed[-_]?\d+$")
+ENV_STEP = "env_step"
+"""The x key that counts environment steps: a record's ``step`` (policy steps) times the run's action
+repeat (``env.repeat`` in its ``config.yaml``), so that runs with different repeats and published curves
+share an axis."""
+REFERENCES = Path(__file__).parent / "references"
+"""Reference curves shipped with dreamworld, passed to ``--reference`` by their file name's stem."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,8 @@ class Run:
     task: str
     method: str
     seed: str
+    repeat: int = 1
+    """Environment steps per policy step (``env.repeat``)."""
 
 
 @dataclass(frozen=True)
@@ -96,23 +105,26 @@ def _is_evaluation(path: Path) -> bool:
 
 def _identify(path: Path, indir: Path) -> Run:
     parts = path.relative_to(indir).parts
-    if len(parts) == 3:
-        return Run(path, *parts)
-    # Directly under indir a run's name stands for its method, less a seed suffix (walker-seed3).
-    method = _SEED_SUFFIX.sub("", path.name) or path.name if len(parts) <= 1 else path.parent.name
     # The nearest config.yaml up to indir: World Models stages log below the run's directory.
-    found = [d / CONFIG_FILE for d in (path, *path.parents[: len(parts)]) if (d / CONFIG_FILE).is_file()]
+    near = (path,) if len(parts) == 3 else (path, *path.parents[: len(parts)])
+    found = [d / CONFIG_FILE for d in near if (d / CONFIG_FILE).is_file()]
     try:
         loaded = yaml.safe_load(found[0].read_text(encoding="utf-8")) if found else None
     except (OSError, yaml.YAMLError) as error:
         warnings.warn(f"{found[0]}: unreadable ({error})", stacklevel=3)
         loaded = None
     loaded = loaded if isinstance(loaded, dict) else {}
-    env = loaded.get("env")
-    task = env.get("name") if isinstance(env, dict) else None
+    env: dict[str, Any] = loaded["env"] if isinstance(loaded.get("env"), dict) else {}
+    given = env.get("repeat")
+    repeat = action_repeat(str(env.get("name", "")), given if isinstance(given, int) and given > 0 else None)
+    if len(parts) == 3:
+        return Run(path, *parts, repeat=repeat)
+    # Directly under indir a run's name stands for its method, less a seed suffix (walker-seed3).
+    method = _SEED_SUFFIX.sub("", path.name) or path.name if len(parts) <= 1 else path.parent.name
+    task = env.get("name")
     if task is None:
         warnings.warn(f"{path}: no env.name in a {CONFIG_FILE}; plotting it as task 'unknown'", stacklevel=3)
-    return Run(path, str(task or "unknown"), method, str(loaded.get("seed", path.name)))
+    return Run(path, str(task or "unknown"), method, str(loaded.get("seed", path.name)), repeat)
 
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
@@ -221,6 +233,8 @@ def collect_curves(runs: Sequence[Run], xaxis: str, yaxis: str, bins: float) -> 
     keys: set[str] = set()
     for run in runs:
         records = _run_records(run.path, yaxis)
+        if ENV_STEP in (xaxis, yaxis):
+            records = [_with_env_step(r, run.repeat) for r in records]
         keys.update(*records)
         keys.update(["score"] if (run.path / SCORES_FILE).is_file() else [])
         x, y = _points(records, xaxis, yaxis)
@@ -234,17 +248,60 @@ def collect_curves(runs: Sequence[Run], xaxis: str, yaxis: str, bins: float) -> 
     return [aggregate(task, method, seeds, bins) for (task, method), seeds in sorted(groups.items())]
 
 
+def _with_env_step(record: dict[str, Any], repeat: int) -> dict[str, Any]:
+    step = _number(record.get("step"))
+    return record if ENV_STEP in record or step is None else {**record, ENV_STEP: step * repeat}
+
+
+def task_key(name: str) -> str:
+    """A task name as references are matched to runs: lower case, every run of other characters than
+    letters and digits one ``_`` (``dmc/ball_in_cup-catch``, its directory ``dmc_ball_in_cup-catch``
+    and ``dmc_ball_in_cup_catch`` are one task).
+
+    Example:
+        >>> task_key("dmc/ball_in_cup-catch") == task_key("dmc_ball_in_cup-catch")
+        True
+    """
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def shipped_references() -> list[str]:
+    """The names of the reference files that ship with dreamworld (``--reference NAME``)."""
+    return sorted(p.stem for p in REFERENCES.iterdir() if p.suffix in (".csv", ".json"))
+
+
+def reference_path(name: str | Path) -> Path:
+    """``name`` itself when it is a file, else the shipped reference of that name.
+
+    Raises:
+        DreamworldError: Neither exists.
+    """
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = [p for p in sorted(REFERENCES.glob(f"{name}.*")) if p.suffix in (".csv", ".json")]
+    if shipped:
+        return shipped[0]
+    raise DreamworldError(
+        f"no reference file {name}; pass a file (CSV task,method,x,y or JSON) or one of the shipped "
+        f"references: {', '.join(shipped_references())}"
+    )
+
+
 def load_reference(path: str | Path) -> list[Reference]:
     """Reference curves from JSON or CSV, sorted by task and method, each sorted by ``x``.
 
     JSON is a list of ``{"task", "method", "x", "y"}`` records (``x`` and ``y`` numbers or lists) or
     ``{task: {method: [[x, y], ...]}}``; CSV has the header ``task,method,x,y``, one point per row.
+    ``path`` may also name a shipped reference (:func:`shipped_references`), e.g.
+    ``dreamerv3_dmc_proprio``: DreamerV3's official scores, ``x`` in environment steps (plot with
+    ``xaxis="env_step"``).
 
     Example:
         >>> load_reference("dreamerv3_paper.csv")[0].method  # doctest: +SKIP
         'DreamerV3 (paper)'
     """
-    path = Path(path)
+    path = reference_path(path)
     groups: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
     try:
         for task, method, x, y in _reference_rows(path):
@@ -287,7 +344,8 @@ def figure(
     from matplotlib.figure import Figure
 
     tasks = sorted({c.task for c in curves})
-    names = sorted({c.method for c in curves} | {r.method for r in references if r.task in tasks})
+    keys = {task_key(task) for task in tasks}
+    names = sorted({c.method for c in curves} | {r.method for r in references if task_key(r.task) in keys})
     colors = {name: f"C{i % 10}" for i, name in enumerate(names)}
     cols = max(1, min(cols, len(tasks)))
     rows = math.ceil(len(tasks) / cols)
@@ -298,9 +356,10 @@ def figure(
         for c in (c for c in curves if c.task == task):
             (handles[c.method],) = axis.plot(c.x, c.mean, color=colors[c.method], label=c.method)
             axis.fill_between(c.x, c.low, c.high, color=colors[c.method], alpha=0.2, linewidth=0)
-        for r in (r for r in references if r.task == task):
+        for r in (r for r in references if task_key(r.task) == task_key(task)):
             label = f"{r.method} (reference)"
-            (handles[label],) = axis.plot(r.x, r.y, "--", color=colors[r.method], label=label)
+            # Marked points: a reference may be a single published figure.
+            (handles[label],) = axis.plot(r.x, r.y, "--o", ms=4, color=colors[r.method], label=label)
         axis.set(title=task, xlabel=labels[0], ylabel=labels[1])
         axis.grid(alpha=0.3)
     for axis in axes[len(tasks) :]:
@@ -326,10 +385,12 @@ def plot(
     Args:
         indir: Searched for runs with :func:`find_runs`.
         outdir: Receives ``<yaxis>.png``, ``.pdf`` and ``.json``, with ``/`` in the name made ``_``.
-        xaxis: ``step`` or any key of the records, e.g. ``train/updates`` or ``time``.
+        xaxis: ``step``, ``env_step`` (environment steps: ``step`` times the run's action repeat) or
+            any key of the records, e.g. ``train/updates`` or ``time``.
         yaxis: A key of the records, e.g. ``eval/return``; ``score`` reads ``scores.jsonl``.
         bins: The bin width along ``xaxis`` (:func:`bin_curve`); ``<= 0`` plots raw points.
-        reference: A file of reference curves (:func:`load_reference`), drawn on matching tasks.
+        reference: A file of reference curves or a shipped reference's name (:func:`load_reference`),
+            drawn on matching tasks (:func:`task_key`).
         tasks, methods: fnmatch patterns (case-sensitive); only runs matching one of each are plotted.
         cols, size: Subplots per row; width and height of one subplot in inches.
 

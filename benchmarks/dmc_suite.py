@@ -1,0 +1,233 @@
+"""A task suite: one recipe, unchanged, on several tasks and seeds, against published scores.
+
+Trains every task x seed with the same preset and overrides (``--jobs`` runs at a time, each on
+``--threads`` threads), resumes the runs an earlier invocation left unfinished and skips the finished
+ones, then prints one table: the evaluation return at ``--at`` environment steps per task and seed,
+the mean +- std over seeds, the reference at the same step and each run's CPU hours, and a last line
+that counts the tasks at or above their reference. Steps are environment steps throughout (a policy
+step stands for ``env.repeat`` of them). Runs land in ``--outdir/<task>/<method>/<seed>``; the
+figure of every task with its reference is ``dreamworld plot --indir OUTDIR --xaxis env_step
+--reference dreamerv3_dmc_proprio`` (``--plot DIR`` draws it at the end).
+
+Usage::
+
+    python benchmarks/dmc_suite.py --preset dmc_proprio_cpu --seeds 0 1 --jobs 2 --outdir runs/suite
+    python benchmarks/dmc_suite.py --outdir runs/suite --table   # the table of what is there
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from dreamworld.config import load_config
+from dreamworld.config.loader import parse_overrides
+from dreamworld.envs import action_repeat
+from dreamworld.tools.plot import load_reference, task_key
+
+TASKS = (
+    "dmc/reacher-easy",
+    "dmc/finger-spin",
+    "dmc/pendulum-swingup",
+    "dmc/ball_in_cup-catch",
+    "dmc/cartpole-balance",
+    "dmc/cartpole-swingup",
+)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), help="environment ids")
+    parser.add_argument("--algo", default="dreamerv3")
+    parser.add_argument("--preset", nargs="*", default=["dmc_proprio_cpu"])
+    parser.add_argument("--name", help="the method's name in the run directories (default: algo-presets)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--steps", type=int, default=100_000, help="environment steps per run")
+    parser.add_argument(
+        "--eval-every", type=int, default=12_500, help="environment steps between evaluations"
+    )
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--at", type=int, nargs="+", default=[25_000, 50_000, 100_000], help="table columns")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one per core)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--outdir", default="runs/dmc_suite")
+    parser.add_argument("--reference", default="dreamerv3_dmc_proprio", help="a file or a shipped reference")
+    parser.add_argument(
+        "--table", action="store_true", help="train nothing: print the table of the runs there"
+    )
+    parser.add_argument("--plot", metavar="DIR", help="also draw every task with its reference into DIR")
+    parser.add_argument("extra", nargs="*", help="config overrides for every run, after --")
+    return parser.parse_args(argv)
+
+
+class Job:
+    """One task x seed: its directory, its command and what its records say."""
+
+    def __init__(self, args: argparse.Namespace, task: str, seed: int) -> None:
+        config = load_config(
+            [args.algo, *args.preset], overrides={"env.name": task, **parse_overrides(args.extra)}
+        )
+        self.task, self.seed = task, seed
+        self.repeat = action_repeat(task, config.env.repeat)
+        method = args.name or "-".join([args.algo, *args.preset])
+        self.logdir = Path(args.outdir) / task.replace("/", "_") / method / str(seed)
+        self.policy_steps = -(-args.steps // self.repeat)
+        self.command = [sys.executable, "-m", "dreamworld.cli", "train", "--algo", args.algo, "--env", task]
+        self.command += ["--steps", str(self.policy_steps), "--seed", str(seed), "--logdir", str(self.logdir)]
+        self.command += ["--preset", *args.preset] if args.preset else []
+        self.command += ["--dreamer.eval_every", str(max(1, args.eval_every // self.repeat))]
+        self.command += ["--dreamer.eval_episodes", str(args.eval_episodes), "--log.progress", "false"]
+        self.command += ["--dreamer.threads", str(args.threads), *args.extra]
+
+    def __str__(self) -> str:
+        return f"{self.task} seed {self.seed}"
+
+    def records(self) -> list[dict]:
+        path = self.logdir / "metrics.jsonl"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def returns(self) -> dict[int, float]:
+        """Evaluation returns by environment step."""
+        return {
+            int(r["step"]) * self.repeat: float(r["eval/return"])
+            for r in self.records()
+            if "eval/return" in r
+        }
+
+    def finished(self) -> bool:
+        return any(step >= self.policy_steps * self.repeat for step in self.returns())
+
+    def cpu_hours(self) -> float:
+        return max(
+            (float(r["time/cpu_hours"]) for r in self.records() if "time/cpu_hours" in r), default=np.nan
+        )
+
+    def at(self, step: int) -> float:
+        """The return of the last evaluation at or before ``step`` environment steps, once the run has
+        been evaluated at ``step`` or later (NaN before)."""
+        returns = self.returns()
+        before = [s for s in returns if s <= step]
+        return returns[max(before)] if before and max(returns) >= step else np.nan
+
+
+def train(jobs: list[Job], parallel: int, threads: int, logs: Path) -> list[Job]:
+    """Runs the unfinished jobs, ``parallel`` at a time; returns the ones that failed."""
+    pending = [job for job in jobs if not job.finished()]
+    for job in jobs:
+        if job not in pending:
+            print(f"{job}: finished earlier ({job.logdir})")
+    environ = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    logs.mkdir(parents=True, exist_ok=True)
+    running: dict[Job, tuple[subprocess.Popen[bytes], float]] = {}
+    failed = []
+    try:
+        while pending or running:
+            while pending and len(running) < parallel:
+                job = pending.pop(0)
+                log = (logs / f"{job.task.replace('/', '_')}-{job.seed}.log").open("ab")
+                resumed = "resuming" if (job.logdir / "checkpoint.pt").is_file() else "starting"
+                print(f"{job}: {resumed} ({job.logdir}, output in {log.name})", flush=True)
+                running[job] = (
+                    subprocess.Popen(job.command, env=environ, stdout=log, stderr=log),
+                    time.time(),
+                )
+                log.close()
+            time.sleep(1.0)
+            for job, (proc, began) in list(running.items()):
+                if proc.poll() is not None:
+                    del running[job]
+                    minutes = (time.time() - began) / 60
+                    if proc.returncode != 0:
+                        failed.append(job)
+                    state = "done" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+                    print(f"{job}: {state} after {minutes:.1f} min: {job.cpu_hours():.2f} CPU h", flush=True)
+    finally:
+        # Stopping the suite stops its runs, which checkpoint; the same command resumes them.
+        for proc, _ in running.values():
+            proc.terminate()
+        for proc, _ in running.values():
+            proc.wait()
+    return failed
+
+
+def reference_at(references: list, task: str, step: int) -> float:
+    for ref in references:
+        if task_key(ref.task) == task_key(task) and step in ref.x:
+            return float(ref.y[list(ref.x).index(step)])
+    return np.nan
+
+
+def _steps(count: int) -> str:
+    return f"{count / 1000:g}k" if count >= 1000 else str(count)
+
+
+def _cell(value: float) -> str:
+    return f"{value:16.1f}" if np.isfinite(value) else f"{'-':>16}"
+
+
+def table(jobs: list[Job], at: Sequence[int], references: list) -> list[str]:
+    """The lines of the suite's table (returns at ``at`` environment steps), then its summary."""
+    width = max(len(job.task) for job in jobs) + 2
+    head = "".join(f"{_steps(s):>16}" for s in at)
+    lines = [f"{'task':<{width}}{'seed':>5}{head}{'CPU h':>8}"]
+    means, refs = [], []
+    for task in dict.fromkeys(job.task for job in jobs):
+        rows = [job for job in jobs if job.task == task]
+        for job in rows:
+            cells = "".join(_cell(job.at(s)) for s in at)
+            lines.append(f"{task:<{width}}{job.seed:>5}{cells}{job.cpu_hours():8.2f}")
+        values = np.array([[job.at(s) for s in at] for job in rows])
+        cells = "".join(
+            f"{f'{np.mean(v):.1f} +- {np.std(v):.1f}':>16}" if np.isfinite(v).all() else f"{'-':>16}"
+            for v in values.T
+        )
+        lines.append(f"{'':<{width}}{'mean':>5}{cells}")
+        reference = [reference_at(references, task, s) for s in at]
+        lines.append(
+            f"{'':<{width}}{'ref':>5}"
+            + "".join(f"{r:16.1f}" if np.isfinite(r) else f"{'-':>16}" for r in reference)
+        )
+        means.append(np.mean(values[:, -1]))
+        refs.append(reference[-1])
+    means_a, refs_a = np.array(means), np.array(refs)
+    known = np.isfinite(means_a) & np.isfinite(refs_a)
+    if known.any():
+        above = int(np.sum(means_a[known] >= refs_a[known]))
+        lines.append(
+            f"at {_steps(at[-1])}: {above} of {int(known.sum())} tasks at or above the reference; "
+            f"mean over tasks {np.mean(means_a[known]):.1f} against {np.mean(refs_a[known]):.1f}"
+        )
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    references = load_reference(args.reference) if args.reference else []
+    jobs = [Job(args, task, seed) for task in args.tasks for seed in args.seeds]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    failed = [] if args.table else train(jobs, args.jobs, args.threads, Path(args.outdir) / "logs")
+    print("\n".join(table(jobs, sorted(args.at), references)))
+    if args.plot:
+        from dreamworld.tools.plot import plot
+
+        for path in plot(
+            args.outdir, args.plot, xaxis="env_step", bins=args.eval_every, reference=args.reference
+        ):
+            print(path)
+    for job in failed:
+        print(f"{job} failed: see {Path(args.outdir) / 'logs'}; rerun the same command to resume it")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
