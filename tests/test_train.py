@@ -8,10 +8,12 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from dreamworld.algos.dreamer.loop import train
 from dreamworld.cli import main
-from dreamworld.config import load_config
+from dreamworld.config import available_presets, load_config
+from dreamworld.config.loader import _preset_path
 from dreamworld.run.checkpoint import load_checkpoint
 from tiny import TINY
 
@@ -70,9 +72,25 @@ def test_a_second_run_resumes_from_the_checkpoint(tmp_path, capsys):
     assert list(tmp_path.parent.glob(f"{tmp_path.name}.old-*"))
 
 
-TASK_PRESETS = [
-    "atari100k", "carracing", "classic", "dmc_proprio", "dmc_proprio_cpu", "dmc_vision", "fetch", "pyflyt",
-]  # fmt: skip
+def task_presets() -> list[str]:
+    """Every shipped Dreamer preset that names its task (``env.name``): a new one joins the test below."""
+    presets = []
+    for name in available_presets():
+        layer = yaml.safe_load(_preset_path(name).read_text()) or {}
+        if (
+            "name" in (layer.get("env") or {})
+            and "worldmodels" not in layer
+            and not name.startswith("worldmodels")
+        ):
+            presets.append(name)
+    return presets
+
+
+TASK_PRESETS = task_presets()
+
+
+def test_the_task_presets_are_found():
+    assert {"atari100k", "carracing", "classic", "dmc_proprio_cpu", "fetch", "pyflyt"} <= set(TASK_PRESETS)
 
 
 @pytest.mark.parametrize("preset", TASK_PRESETS)
