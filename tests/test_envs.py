@@ -399,3 +399,72 @@ def test_carracing_fast_road_renders_gymnasiums_frames(kwargs: dict[str, Any]) -
     assert fast.unwrapped.tile_visited_count > 0
     reference.close()
     fast.close()
+
+
+def test_patience_truncates_after_that_many_steps_without_reward(toy_envs: str) -> None:
+    """Pendulum never pays a positive reward: ``patience`` steps end its episode as a truncation, and
+    snapshots carry the count; DwCount pays every step and runs to its own end."""
+    zero = np.zeros(1, np.float32)
+    env = make_env("gym/Pendulum-v1", patience=4)
+    env.reset(seed=0)
+    flags = [env.step(zero) for _ in range(4)]
+    assert [bool(obs["is_last"]) for obs in flags] == [False] * 3 + [True]
+    assert not any(obs["is_terminal"] for obs in flags)
+    env.reset(seed=1)
+    env.step(zero), env.step(zero)
+    copy = make_env("gym/Pendulum-v1", patience=4)
+    copy.reset(seed=5)
+    copy.set_state(env.get_state())  # type: ignore[attr-defined]
+    assert [bool(copy.step(zero)["is_last"]) for _ in range(2)] == [False, True]
+    assert len(rollout(make_env(f"gym/{toy_envs}:DwCount-v0", patience=2), seed=0, steps=60)) == 51
+    with pytest.raises(EnvError, match="patience must be a positive integer"):
+        make_env("gym/Pendulum-v1", patience=0)
+
+
+def test_carracing_throttle_is_one_axis_of_gas_and_brake() -> None:
+    """Throttle actions drive exactly as the three-action version with the same gas and brake."""
+    pytest.importorskip("Box2D")
+    from dreamworld.envs.carracing import Throttle
+
+    assert Throttle.native(np.array([-0.5, 1.0])).tolist() == [-0.5, 1.0, 0.0]
+    assert Throttle.native(np.array([0.25, -0.5])).tolist() == [0.25, 0.0, 0.4000000059604645]
+    assert Throttle.native(np.zeros(2)).tolist() == [0.0, 0.0, 0.0]  # the middle action coasts
+    throttle, pedals = make_env("carracing", throttle=True), make_env("carracing")
+    assert throttle.act_space.shape == (2,) and pedals.act_space.shape == (3,)
+    np.testing.assert_array_equal(throttle.reset(seed=3)["image"], pedals.reset(seed=3)["image"])
+    rng = np.random.default_rng(0)
+    for step in range(150):  # held for 10 steps each: the wheels turn and the pedals move gradually
+        if step % 10 == 0:
+            action = rng.uniform([-0.6, -0.5], [0.6, 1.0]).astype(np.float32)
+        native = Throttle.native(action)
+        frame = throttle.step(action)["image"]
+        # Gas and brake in [0, 1] are 2 x - 1 in the three-action version's [-1, 1].
+        np.testing.assert_array_equal(frame, pedals.step(native * [1, 2, 2] - [0, 1, 1])["image"])
+    with pytest.raises(EnvError, match="discrete or throttle"):
+        make_env("carracing", throttle=True, discrete=True)
+    with pytest.raises(EnvError, match="does not accept the option 'throttle'"):
+        make_env("gym/Pendulum-v1", throttle=True)
+
+
+def test_carracing_draws_only_the_frames_the_agent_sees() -> None:
+    """Under an action repeat only the last frame is drawn: observations and summed rewards are
+    those of Gymnasium's CarRacing stepped three times and resized."""
+    pytest.importorskip("Box2D")
+    from dreamworld.envs.carracing import GYM_ID
+
+    reference = gym.make(GYM_ID)
+    env = make_env("carracing", repeat=3)
+    frame = reference.reset(seed=4)[0]
+    np.testing.assert_array_equal(env.reset(seed=4)["image"], resize_image(frame, 64))
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        # Values that [-1, 1] -> [0, 1] maps exactly (the same float32 gas and brake).
+        action = np.array([rng.choice([-0.5, 0, 0.5]), rng.choice([0.5, 1.0]), 0.0], np.float32)
+        rewards = []
+        for _ in range(3):
+            frame, reward, *_ = reference.step(action)
+            rewards.append(reward)
+        obs = env.step(action * [1, 2, 2] - [0, 1, 1])
+        np.testing.assert_array_equal(obs["image"], resize_image(frame, 64))
+        assert float(obs["reward"]) == pytest.approx(sum(rewards), abs=1e-4)
+    reference.close()

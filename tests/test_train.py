@@ -304,3 +304,14 @@ def test_a_compiled_agent_is_warmed_up_before_its_first_update(tmp_path, monkeyp
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert any(line.get("time/compile_seconds", 0) > 0 for line in lines)
     assert any("wm/loss_vector" in line for line in lines)
+
+
+def test_patience_ends_training_episodes_and_never_evaluation_ones(tmp_path):
+    """Pendulum never pays a positive reward: with ``env.patience 7`` every training episode is 7
+    steps long, while the evaluation runs its 200."""
+    argv = ["train", "--env", "gym/Pendulum-v1", "--logdir", str(tmp_path), *TINY, "--steps", "130"]
+    assert main([*argv, "--env.patience", "7", "--dreamer.eval_episodes", "1"]) == 0
+    scores = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
+    assert len(scores) >= 10 and {score["length"] for score in scores} == {7}
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["eval/length"] for r in records if "eval/length" in r] == [200.0]

@@ -43,6 +43,16 @@ class EnvConfig:
     sticky: float = option("atari: probability of repeating the previous action", 0.0)
     camera: int | None = option("dmc: camera id for images; null takes the domain's default", None)
     discrete: bool = option("carracing: use the 5-action discrete version", False)
+    throttle: bool = option(
+        "carracing: steering and one throttle axis (gas above 0, brake below) instead of steering, gas "
+        "and brake",
+        False,
+    )
+    patience: int | None = option(
+        "end a training episode (as a truncation) after this many agent steps without a positive "
+        "reward; null never. Evaluation episodes always run in full",
+        None,
+    )
     kwargs: dict[str, Any] = section(
         "extra keyword arguments passed to gymnasium.make (gym/, carracing and the robotics suites)", dict
     )

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 from dreamworld.envs.base import Env
 from dreamworld.envs.options import EnvOptions, unknown_id
 from dreamworld.envs.parallel import VectorEnv
+from dreamworld.envs.wrappers import Patience
 
 __all__ = [
     "Env",
@@ -166,6 +167,8 @@ def make_env(
     sticky: float = 0.0,
     camera: int | None = None,
     discrete: bool = False,
+    throttle: bool = False,
+    patience: int | None = None,
     **kwargs: Any,
 ) -> Env:
     """Builds one environment meeting the contract of :mod:`dreamworld.envs.base`.
@@ -186,6 +189,11 @@ def make_env(
         sticky: Atari: probability of repeating the previous action.
         camera: dm_control: camera id; None for the default (0, quadruped 2).
         discrete: CarRacing: the 5-action version.
+        throttle: CarRacing: two continuous actions, steering and a throttle whose positive half is
+            gas and negative half brake (x 0.8, short of locking the wheels), instead of steering, gas
+            and brake, whose middle action (gas 0.5, brake 0.5) barely moves the car.
+        patience: End an episode as a truncation after this many agent steps in a row without a
+            positive reward (for training environments; None never).
         **kwargs: Gymnasium-based suites: extra arguments of ``gymnasium.make``.
 
     Returns:
@@ -201,11 +209,14 @@ def make_env(
         >>> obs["vector"].shape, bool(obs["is_first"])
         ((4,), True)
     """
-    options = EnvOptions(obs, size, repeat, time_limit, gray, noops, sticky, camera, discrete, kwargs)
+    options = EnvOptions(
+        obs, size, repeat, time_limit, gray, noops, sticky, camera, discrete, kwargs, throttle, patience
+    )
     suite, _, task = name.partition("/")
     if suite not in _SUITES:
         raise unknown_id("environment suite", suite, _SUITES)
-    return _resolve(_SUITES[suite].entry)(task, options)
+    env = _resolve(_SUITES[suite].entry)(task, options)
+    return Patience(env, patience) if patience else env
 
 
 def action_repeat(name: str, repeat: int | None = None) -> int:

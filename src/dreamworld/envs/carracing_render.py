@@ -39,13 +39,44 @@ def _grass() -> np.ndarray:
 
 
 class CarRacing(car_racing.CarRacing):
-    """``gymnasium.envs.box2d.car_racing.CarRacing`` with a vectorised road renderer."""
+    """``gymnasium.envs.box2d.car_racing.CarRacing`` with a vectorised road renderer.
+
+    With ``lazy`` set, ``step`` and ``reset`` return a blank observation and :meth:`pixels` draws
+    the current one when asked: under an action repeat only the frames the agent sees are drawn (the
+    same pixels, as a frame depends only on the state after the physics step).
+    """
 
     _GRASS = _grass()
+    lazy = False
+    _stepping = _stale = False
 
     def reset(self, *args: Any, **kwargs: Any) -> Any:
         self._road: tuple[np.ndarray, list[Any]] | None = None  # built at the first frame
         return super().reset(*args, **kwargs)
+
+    def step(self, action: Any) -> Any:
+        self._stepping = True
+        try:
+            return super().step(action)
+        finally:
+            self._stepping = False
+
+    def _render(self, mode: str, *args: Any, **kwargs: Any) -> Any:
+        if mode == "state_pixels" and self.lazy and self._stepping:
+            # The frame shows the score as it is here, before the step's -0.1.
+            self._stale, self._shown = True, self.reward
+            return np.zeros(self.observation_space.shape, np.uint8)
+        return super()._render(mode, *args, **kwargs)
+
+    def pixels(self) -> np.ndarray:
+        """The observation of the current state (drawn now if ``lazy`` left it undrawn)."""
+        if self._stale:
+            reward, self.reward = self.reward, self._shown
+            try:
+                self.state, self._stale = self._render("state_pixels"), False
+            finally:
+                self.reward = reward
+        return self.state
 
     def _render_road(self, zoom: float, translation: Any, angle: float) -> None:
         bounds = car_racing.PLAYFIELD

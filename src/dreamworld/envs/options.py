@@ -14,7 +14,7 @@ from dreamworld.errors import EnvError, missing_dependency
 OBS_MODES = ("auto", "image", "vector", "both")
 """Values of the ``obs`` option: the suite's natural observation, pixels, state, or both."""
 
-SUITE_OPTIONS = ("noops", "sticky", "camera", "discrete", "kwargs")
+SUITE_OPTIONS = ("noops", "sticky", "camera", "discrete", "throttle", "kwargs")
 """Options that only some suites use; a suite rejects a non-default value it would ignore."""
 
 
@@ -33,6 +33,9 @@ class EnvOptions:
         camera: dm_control: camera id to render; None picks the domain's default.
         discrete: CarRacing: the 5-action discrete version.
         kwargs: Gymnasium-based suites: extra arguments of ``gymnasium.make``.
+        throttle: CarRacing: steering and one throttle axis (gas above 0, brake below).
+        patience: Agent steps without a positive reward that end an episode as a truncation; None
+            never (:class:`~dreamworld.envs.wrappers.Patience`).
     """
 
     obs: str = "auto"
@@ -45,11 +48,18 @@ class EnvOptions:
     camera: int | None = None
     discrete: bool = False
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    throttle: bool = False
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         if self.obs not in OBS_MODES:
             raise EnvError(f"obs must be one of {', '.join(OBS_MODES)}, not '{self.obs}'")
-        positive = {"size": self.size, "repeat": self.repeat, "time_limit": self.time_limit}
+        positive = {
+            "size": self.size,
+            "repeat": self.repeat,
+            "time_limit": self.time_limit,
+            "patience": self.patience,
+        }
         for name, value in positive.items():
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise EnvError(f"{name} must be a positive integer, not {value!r}")

@@ -149,6 +149,44 @@ class SimulatorEnv:
         self._sim.close()
 
 
+class Patience:
+    """Ends an episode, as a truncation (``is_last`` without ``is_terminal``), after ``steps`` agent
+    steps in a row without a positive reward: a car on the grass, a robot stuck against a wall stop
+    filling the replay with steps that teach nothing (the value bootstraps past the cut, so nothing is
+    learned about ending there). Training environments only (``env.patience``): evaluation runs in
+    full. Everything else is the wrapped environment's.
+
+    Example:
+        >>> env = Patience(make_env("carracing"), 100)  # doctest: +SKIP
+    """
+
+    def __init__(self, env: Any, steps: int) -> None:
+        self.env, self.steps, self.idle = env, steps, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+    def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
+        self.idle = 0
+        return self.env.reset(seed)
+
+    def step(self, action: Any) -> dict[str, np.ndarray]:
+        obs: dict[str, np.ndarray] = self.env.step(action)
+        self.idle = 0 if obs["reward"] > 0 else self.idle + 1
+        if self.idle >= self.steps and not obs["is_last"]:
+            obs = {**obs, "is_last": np.asarray(True)}
+        return obs
+
+    def get_state(self) -> dict[str, Any] | None:
+        getter = getattr(self.env, "get_state", None)
+        state = getter() if getter is not None else None
+        return None if state is None else {"env": state, "idle": self.idle}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.env.set_state(state["env"])
+        self.idle = int(state["idle"])
+
+
 def action_converter(space: gym.spaces.Space) -> tuple[gym.spaces.Space, Callable[[Any], Any]]:
     """The contract's action space for a native one, and the function mapping actions back.
 

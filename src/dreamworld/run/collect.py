@@ -87,7 +87,7 @@ def collect(config: Config) -> CollectResult:
             if config.env.envs > 1 and config.env.parallel in ("process", "auto"):
                 _run_workers(config, store, sink, seed, missing)
             else:
-                with vector_env(config.env) as env:
+                with vector_env(config.env, training=True) as env:
                     _run(config, env, store, sink, seed, missing)
     return result
 
@@ -216,7 +216,7 @@ def _worker(config: Config, directory: Path, index: int, episodes: int, seed: in
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops us
     try:
         store = EpisodeStore(directory)
-        env = vector_env(config.env, 1, "serial")
+        env = vector_env(config.env, 1, "serial", training=True)
         policy = make_policy(
             config.collect.policy,
             env.act_space,

@@ -118,14 +118,18 @@ class Driver:
             callback(episode, index)
 
 
-def vector_env(config: EnvConfig, num_envs: int | None = None, parallel: str | None = None) -> VectorEnv:
-    """The parallel environments a config describes (``num_envs`` and ``parallel`` may override it)."""
+def vector_env(
+    config: EnvConfig, num_envs: int | None = None, parallel: str | None = None, training: bool = False
+) -> VectorEnv:
+    """The parallel environments a config describes (``num_envs`` and ``parallel`` may override it).
+    Only ``training`` environments end episodes early (``env.patience``)."""
     return make_vector_env(
         config.name,
         num_envs or config.envs,
         parallel=parallel or config.parallel,
         nonfinite=config.nonfinite,
         **_env_options(config),
+        patience=config.patience if training else None,
     )
 
 
@@ -145,5 +149,6 @@ def _env_options(config: EnvConfig) -> dict[str, Any]:
         "sticky": config.sticky,
         "camera": config.camera,
         "discrete": config.discrete,
+        "throttle": config.throttle,
         **config.kwargs,
     }

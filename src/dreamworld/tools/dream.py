@@ -487,10 +487,12 @@ function actionFor(key) {
     return null;
   }
   const a = new Array(info.dims).fill(0);
-  if (info.carracing) { a[1] = -1; a[2] = -1; }  // no gas, no brake: [-1, 1] maps to [0, 1]
+  // CarRacing's gas and brake are two actions; with one throttle axis (env.throttle) it is like the rest.
+  const pedals = info.carracing && info.dims === 3;
+  if (pedals) { a[1] = -1; a[2] = -1; }  // no gas, no brake: [-1, 1] maps to [0, 1]
   if (key === "ArrowLeft") a[0] = -1; else if (key === "ArrowRight") a[0] = 1;
-  else if (key === "ArrowUp") { if (info.carracing) a[1] = 1; else if (info.dims > 1) a[1] = 1; }
-  else if (key === "ArrowDown") { if (info.carracing) a[2] = 1; else if (info.dims > 1) a[1] = -1; }
+  else if (key === "ArrowUp") { if (info.dims > 1) a[1] = 1; }
+  else if (key === "ArrowDown") { if (pedals) a[2] = 1; else if (info.dims > 1) a[1] = -1; }
   else if (key !== " ") return null;
   return a;
 }

@@ -121,7 +121,7 @@ def train(config: Config, agent: Dreamer | None = None) -> TrainResult:
         seed_everything(config.seed)  # the same initial parameters on every rank
         tune_allocator()
         torch.set_num_threads(learner_threads(config.dreamer.threads))
-        env = vector_env(config.env)
+        env = vector_env(config.env, training=True)
         eval_env = vector_env(config.env, num_envs=1, parallel="serial")
         with env, eval_env:
             if agent is None:
