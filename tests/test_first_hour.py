@@ -198,3 +198,16 @@ def test_command_line_mistakes_fail_fast_with_a_suggestion(tmp_path, argv, words
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path)
     assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
     assert words in one_line(done.stderr)
+
+
+def test_the_dream_page_drives_carracing_with_one_throttle_axis(tmp_path):
+    """``env.throttle`` leaves two actions: up and down are the throttle's two halves."""
+    from selenium.webdriver.common.keys import Keys
+
+    from browser import check_dream_page, dream_page
+    from dreamworld.tools.dream import open_session
+
+    argv = ["train", "--env", "carracing", "--logdir", str(tmp_path), *TINY, "--steps", "120"]
+    assert main([*argv, "--env.throttle", "true", "--env.repeat", "4", "--dreamer.eval_episodes", "1"]) == 0
+    with dream_page(open_session(tmp_path)) as browser:
+        check_dream_page(browser, Keys.ARROW_UP)
