@@ -112,6 +112,42 @@ class Job:
             (float(r["time/cpu_hours"]) for r in self.records() if "time/cpu_hours" in r), default=np.nan
         )
 
+    def scores(self) -> list[tuple[int, float]]:
+        """Training episodes' (environment step, return)."""
+        path = self.logdir / "scores.jsonl"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+        rows = [json.loads(line) for line in lines if line.strip()]
+        return [(int(r["step"]) * self.repeat, float(r["score"])) for r in rows if "score" in r]
+
+    def diagnosis(self) -> str:
+        """What the logs say about why a run learns or not: when training first earned a reward
+        (exploration), the actor's entropy over the run (collapse), the critic against the imagined
+        returns it regresses on (lag) and the reward model's loss (model error), over the last fifth."""
+        records, scores = self.records(), self.scores()
+        parts = []
+        first = next((step for step, score in scores if score > 0), None)
+        parts.append(
+            f"first rewarded episode by {_steps(first)}" if first is not None else "no rewarded episode"
+        )
+        entropy = [
+            (int(r["step"]) * self.repeat, r["actor/entropy"]) for r in records if "actor/entropy" in r
+        ]
+        if entropy:
+            low = min(entropy, key=lambda point: point[1])
+            span = f"entropy {entropy[0][1]:.2g} -> {entropy[-1][1]:.2g}"
+            parts.append(f"{span} (lowest {low[1]:.2g} at {_steps(low[0])})")
+        late = [r for r in records if "critic/value" in r][-max(1, len(records) // 5) :]
+        if late and all("imagine/return" in r and "wm/loss_reward" in r for r in late):
+            value, target = (
+                np.mean([r["critic/value"] for r in late]),
+                np.mean([r["imagine/return"] for r in late]),
+            )
+            parts.append(f"critic {value:.3g} for imagined returns {target:.3g}")
+            parts.append(f"reward loss {np.mean([r['wm/loss_reward'] for r in late]):.2g}")
+        if scores:
+            parts.append(f"last 10 training episodes {np.mean([score for _, score in scores[-10:]]):.1f}")
+        return f"{self}: " + "; ".join(parts)
+
     def at(self, step: int) -> float:
         """The return of the last evaluation at or before ``step`` environment steps, once the run has
         been evaluated at ``step`` or later (NaN before)."""
@@ -168,7 +204,7 @@ def reference_at(references: list, task: str, step: int) -> float:
 
 
 def _steps(count: int) -> str:
-    return f"{count / 1000:g}k" if count >= 1000 else str(count)
+    return f"{count / 1000:.3g}k" if count >= 1000 else str(count)
 
 
 def _cell(value: float) -> str:
@@ -217,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     failed = [] if args.table else train(jobs, args.jobs, args.threads, Path(args.outdir) / "logs")
     print("\n".join(table(jobs, sorted(args.at), references)))
+    print("\n".join(job.diagnosis() for job in jobs))
     if args.plot:
         from dreamworld.tools.plot import plot
 

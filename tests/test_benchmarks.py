@@ -14,6 +14,7 @@ import gymnasium as gym
 import pytest
 
 from dreamworld.config import load_config
+from tiny import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +90,9 @@ def test_suite_benchmark_trains_resumes_and_tabulates_against_references(tmp_pat
     script += ["--eval-episodes", "1", "--outdir", str(outdir), "--reference", str(reference)]
 
     def suite(*flags: str) -> list[str]:
-        done = subprocess.run([*script, *flags], capture_output=True, text=True, timeout=600)
+        # Tiny sizes, few updates; the suite sets the evaluations.
+        overrides = ["--", *TINY[: TINY.index("--dreamer.eval_episodes")], "--dreamer.train_ratio", "8"]
+        done = subprocess.run([*script, *flags, *overrides], capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout + done.stderr[-3000:]
         return done.stdout.splitlines()
 
@@ -105,7 +108,11 @@ def test_suite_benchmark_trains_resumes_and_tabulates_against_references(tmp_pat
     assert all(row[3] != "-" for row in rows) and [row[2] for row in rows] == [row[2] for row in seeds]
     lines = suite("--table", "--steps", "600", "--at", "600")
     assert not any("starting" in line or "resuming" in line for line in lines)
-    assert lines[-1].startswith("at 600: 0 of 1 tasks at or above the reference")
+    summary = next(line for line in lines if line.startswith("at 600: "))
+    assert summary.startswith("at 600: 0 of 1 tasks at or above the reference")
+    diagnoses = [line for line in lines if line.startswith("gym/CartPole-v1 seed ")]
+    assert len(diagnoses) == 2 and all("first rewarded episode by " in line for line in diagnoses)
+    assert all("critic " in line and "reward loss " in line for line in diagnoses)
 
 
 def test_doom_benchmark_finds_the_controllers_of_the_experiments_inputs(tmp_path, monkeypatch):
