@@ -12,8 +12,13 @@ Usage::
     python benchmarks/fixed_policies.py --env pyflyt/quadx-hover --policies random 0,0,0,0 0,0,0,-0.2 \\
         -- --env.repeat 1
 
-A policy is ``random`` or a constant action: an index for discrete actions, comma-separated values
-in ``[-1, 1]`` for continuous ones.
+A policy is ``random``, a constant action (an index for discrete actions, comma-separated values in
+``[-1, 1]`` for continuous ones) or ``normal:MEAN:STD``: Gaussian actions around a mean (one value for
+every dimension or comma-separated ones), clipped to ``[-1, 1]``, the way an actor explores. How often
+an episode earns a positive return (``rewarded``) says whether such exploration finds a sparse reward::
+
+    python benchmarks/fixed_policies.py --env dmc/finger-spin --episodes 12 \
+        --policies normal:0:0.89 normal:0.57,-0.57:0.89 -- --env.repeat 4
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 
 from dreamworld.config import load_config, parse_overrides
 from dreamworld.config.schema import EnvConfig
+from dreamworld.envs import action_repeat
 from dreamworld.run.driver import single_env
 
 
@@ -38,6 +44,13 @@ def constant_action(text: str, space: gym.spaces.Space) -> np.ndarray:
     return values
 
 
+def normal_policy(text: str, space: gym.spaces.Space) -> tuple[np.ndarray, float]:
+    """``normal:MEAN:STD`` as its mean action and standard deviation."""
+    _, mean, std = text.split(":")
+    values = np.asarray([float(value) for value in mean.split(",")], np.float32)
+    return np.broadcast_to(values, space.shape).astype(np.float32), float(std)
+
+
 def random_action(space: gym.spaces.Space, rng: np.random.Generator) -> np.ndarray:
     if isinstance(space, gym.spaces.Discrete):
         return np.asarray(rng.integers(space.n), np.int64)
@@ -48,14 +61,19 @@ def run_policy(env_config: EnvConfig, policy: str, episodes: int) -> dict[str, f
     """Mean return, its standard deviation, mean length and the means of the episode statistics."""
     env = single_env(env_config)
     rng = np.random.default_rng(0)
-    fixed = None if policy == "random" else constant_action(policy, env.act_space)
+    normal = normal_policy(policy, env.act_space) if policy.startswith("normal:") else None
+    fixed = None if policy == "random" or normal else constant_action(policy, env.act_space)
     returns, lengths, stats = [], [], []
     try:
         for episode in range(episodes):
             obs = env.reset(seed=episode)
             total, steps = 0.0, 0
             while not obs["is_last"]:
-                action = random_action(env.act_space, rng) if fixed is None else fixed
+                if normal is not None:
+                    noise = normal[1] * rng.standard_normal(env.act_space.shape)
+                    action = np.clip(normal[0] + noise, -1, 1).astype(np.float32)
+                else:
+                    action = random_action(env.act_space, rng) if fixed is None else fixed
                 obs = env.step(action)
                 total, steps = total + float(obs["reward"]), steps + 1
             returns.append(total)
@@ -64,6 +82,7 @@ def run_policy(env_config: EnvConfig, policy: str, episodes: int) -> dict[str, f
     finally:
         env.close()
     result = {"return": float(np.mean(returns)), "std": float(np.std(returns))}
+    result["rewarded"] = float(np.mean(np.array(returns) > 0))
     result["length"] = float(np.mean(lengths))
     result.update({key: float(np.mean([s[key] for s in stats])) for key in stats[0]})
     return result
@@ -72,12 +91,14 @@ def run_policy(env_config: EnvConfig, policy: str, episodes: int) -> dict[str, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--env", required=True)
-    parser.add_argument("--policies", nargs="+", default=["random"], help="random, or a constant action")
+    parser.add_argument(
+        "--policies", nargs="+", default=["random"], help="random, a constant action or normal:MEAN:STD"
+    )
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("extra", nargs="*", help="env.* overrides, after --")
     args = parser.parse_args()
     config = load_config(overrides={**parse_overrides(args.extra), "env.name": args.env}).env
-    print(f"{args.env}, {args.episodes} episodes each (repeat {config.repeat or 1})")
+    print(f"{args.env}, {args.episodes} episodes each (repeat {action_repeat(args.env, config.repeat)})")
     for policy in args.policies:
         result = run_policy(config, policy, args.episodes)
         rest = [(key, value) for key, value in result.items() if key not in ("return", "std")]

@@ -156,6 +156,13 @@ def test_fixed_policy_baselines(capsys, monkeypatch):
     assert 8 <= result["length"] <= 12 and result["return"] == result["length"]  # pushing left falls fast
     with pytest.raises(SystemExit, match="needs"):
         fixed_policies.constant_action("0.1,0.2", gym.spaces.Box(-1, 1, (3,)))
+    space = gym.spaces.Box(-1, 1, (2,))
+    assert fixed_policies.normal_policy("normal:0.5:0.2", space)[0].tolist() == [0.5, 0.5]
+    mean, std = fixed_policies.normal_policy("normal:0.25,-0.5:0.9", space)
+    assert mean.tolist() == [0.25, -0.5] and std == 0.9
+    pendulum = load_config(overrides={"env.name": "gym/Pendulum-v1", "env.time_limit": "20"}).env
+    result = fixed_policies.run_policy(pendulum, "normal:0:0.5", 2)
+    assert result["length"] == 20 and result["rewarded"] == 0.0  # Pendulum's rewards are never positive
 
 
 def test_distributed_benchmark_prints_rates_for_one_and_two_ranks():
