@@ -77,6 +77,7 @@ class Job:
             [args.algo, *args.preset], overrides={"env.name": task, **parse_overrides(args.extra)}
         )
         self.task, self.seed = task, seed
+        self._records: list[dict] | None = None
         self.repeat = action_repeat(task, config.env.repeat)
         method = args.name or "-".join([args.algo, *args.preset])
         self.logdir = Path(args.outdir) / task.replace("/", "_") / method / str(seed)
@@ -92,9 +93,15 @@ class Job:
         return f"{self.task} seed {self.seed}"
 
     def records(self) -> list[dict]:
-        path = self.logdir / "metrics.jsonl"
-        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-        return [json.loads(line) for line in lines if line.strip()]
+        """The run's metrics, read once until :meth:`forget` (a finished training writes new ones)."""
+        if self._records is None:
+            path = self.logdir / "metrics.jsonl"
+            lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+            self._records = [json.loads(line) for line in lines if line.strip()]
+        return self._records
+
+    def forget(self) -> None:
+        self._records = None
 
     def returns(self) -> dict[int, float]:
         """Evaluation returns by environment step."""
@@ -182,6 +189,7 @@ def train(jobs: list[Job], parallel: int, threads: int, logs: Path) -> list[Job]
             for job, (proc, began) in list(running.items()):
                 if proc.poll() is not None:
                     del running[job]
+                    job.forget()
                     minutes = (time.time() - began) / 60
                     if proc.returncode != 0:
                         failed.append(job)

@@ -52,7 +52,6 @@ def make(task: str, options: EnvOptions) -> Env:
     import_optional("Box2D", "box2d", f"environment '{name}'")
     spec = dataclasses.replace(gym.spec(GYM_ID), entry_point=ENTRY_POINT)
     env = make_gym(spec, options, name, continuous=not options.discrete)
-    env.unwrapped.lazy = True  # type: ignore[attr-defined]
     sim: Any = LazySimulator(env, options, name)
     sim = Throttle(sim) if options.throttle else sim
     return SimulatorEnv(sim, options.repeat or 1, options.time_limit)
@@ -61,6 +60,10 @@ def make(task: str, options: EnvOptions) -> Env:
 class LazySimulator(GymSimulator):
     """Draws the frame only when it is observed: once per agent step, not once per repeated action
     (:class:`dreamworld.envs.carracing_render.CarRacing` with ``lazy``)."""
+
+    def __init__(self, env: gym.Env, options: EnvOptions, name: str) -> None:
+        env.unwrapped.lazy = True  # type: ignore[attr-defined]
+        super().__init__(env, options, name)
 
     def observe(self) -> dict[str, np.ndarray]:
         self._obs = self._env.unwrapped.pixels()  # type: ignore[attr-defined]

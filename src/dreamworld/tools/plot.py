@@ -403,6 +403,7 @@ def plot(
     Example:
         >>> plot("runs", "plots", yaxis="eval/return", tasks=["dmc/*"])  # doctest: +SKIP
     """
+    references = load_reference(reference) if reference is not None else []  # a bad name fails first
     found = find_runs(indir)
     if not found:
         raise DreamworldError(f"no run under {indir} (no {METRICS_FILE} found); point --indir at a logdir")
@@ -419,7 +420,6 @@ def plot(
             f"methods found: {', '.join(sorted({r.method for r in found}))}"
         )
     found_curves = collect_curves(runs, xaxis, yaxis, bins)
-    references = load_reference(reference) if reference is not None else []
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     stem = str(outdir / yaxis.replace("/", "_"))
