@@ -535,3 +535,51 @@ def test_a_compiler_that_fails_leaves_an_eager_agent_that_trains(monkeypatch):
     assert agent.compile_mode == "none" and agent.sparse
     assert all(torch.equal(value, before[key]) for key, value in agent.state_dict().items())
     assert finite(agent.train_step(fake_batch("vector", "discrete")))
+
+
+def test_imagination_starts_from_a_random_subset_of_the_replayed_states(monkeypatch):
+    """``imagine_starts`` imagines from that many posterior states, drawn anew each update and
+    paired with their own continuation flags; the update still trains every part."""
+    agent = make_agent("vector", "continuous", **{"dreamer.imagine_starts": "7"})
+    data = fake_batch("vector", "continuous")  # 3 x 10 replayed states
+    data["is_terminal"][:] = False
+    data["is_terminal"][:, 5:] = True  # a third of the starts have continuation 0
+    posts, picks = [], []
+    world_model_loss, losses = agent._world_model_loss, agent.behaviour_losses
+
+    def spy_world_model(batch, resets):
+        loss, post, metrics = world_model_loss(batch, resets)
+        posts.append((post["deter"].detach().flatten(0, 1).clone(), batch["cont"].flatten(0, 1).clone()))
+        return loss, post, metrics
+
+    def spy_losses(traj, actions, start_cont, batch, post):
+        picks.append((traj["deter"][:, 0].detach().clone(), start_cont.clone()))
+        return losses(traj, actions, start_cont, batch, post)
+
+    monkeypatch.setattr(agent, "_world_model_loss", spy_world_model)
+    monkeypatch.setattr(agent, "behaviour_losses", spy_losses)
+    before = {name: param.detach().clone() for name, param in agent.named_parameters()}
+    for _ in range(3):
+        assert finite(agent.train_step(data))
+    chosen = []
+    for (full, full_cont), (start, start_cont) in zip(posts, picks, strict=True):
+        index = [int((full == row).all(-1).nonzero()[0]) for row in start]  # each a replayed state
+        assert len(index) == len(set(index)) == 7  # without repeats
+        torch.testing.assert_close(start_cont, full_cont[index])  # with its own continuation
+        chosen.append(index)
+    assert len({tuple(index) for index in chosen}) > 1  # drawn anew each update
+    for name, param in agent.named_parameters():
+        if "slow" not in name:
+            assert not torch.equal(param, before[name]), name
+    full = make_agent("vector", "continuous", **{"dreamer.imagine_starts": "30"})
+    imagine = full._imagine
+    monkeypatch.setattr(full, "_imagine", lambda start: picks.append(start["deter"]) or imagine(start))
+    full.train_step(data)
+    assert len(picks[-1]) == 30  # as many as the batch holds: every one
+
+
+def test_imagine_starts_is_checked():
+    with pytest.raises(ConfigError, match="imagine_starts"):
+        tiny_config("dreamerv3", **{"dreamer.imagine_starts": "-1"})
+    with pytest.raises(ConfigError, match="replay_scale"):
+        tiny_config("dreamerv3_2024", **{"dreamer.imagine_starts": "8"})

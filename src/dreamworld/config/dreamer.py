@@ -148,6 +148,12 @@ class DreamerConfig:
     actor: ActorConfig = section("actor", ActorConfig)
     critic: CriticConfig = section("critic", CriticConfig)
     horizon: int = option("imagination horizon H", 15)
+    imagine_starts: int = option(
+        "replayed states that start imagined trajectories, drawn anew each update; 0: every one of "
+        "the batch x length states (the papers' choice). Fewer make the actor and critic part of an "
+        "update cheaper, which on a CPU buys more updates of the world model",
+        0,
+    )
     discount: float = option("discount factor gamma (V3: 1 - 1/333)", 0.997)
     return_lambda: float = option("lambda of the lambda-returns", 0.95)
     steps: int = option("environment (policy) steps to train for", 100_000)
@@ -192,6 +198,16 @@ class DreamerConfig:
         if self.max_hours < 0:
             raise ConfigError(
                 f"config key 'dreamer.max_hours' must be 0 (no limit) or positive, got {self.max_hours}"
+            )
+        if self.imagine_starts < 0:
+            raise ConfigError(
+                f"config key 'dreamer.imagine_starts' must be 0 (every replayed state) or positive, "
+                f"got {self.imagine_starts}"
+            )
+        if self.imagine_starts and self.critic.replay_scale:
+            raise ConfigError(
+                "dreamer.imagine_starts needs an imagined return from every replayed state when "
+                "dreamer.critic.replay_scale is set: set one of them to 0"
             )
         choice("dreamer.precision", self.precision, ("float32", "bfloat16"))
         choice("dreamer.compile", self.compile, ("auto", "none", "compile", "cudagraphs"))

@@ -286,9 +286,17 @@ class Dreamer(nn.Module):
         self, start: State, batch: dict[str, Tensor], post: State
     ) -> tuple[Tensor, Tensor, Metrics]:
         """Imagination from the flattened posterior ``start`` states, then the actor and critic losses
-        (the world model frozen by the caller)."""
+        (the world model frozen by the caller); with ``imagine_starts``, from that many of them drawn
+        at random."""
+        start_cont = batch["cont"].flatten(0, 1)
+        count = self.config.imagine_starts
+        if 0 < count < len(start_cont):
+            # A random permutation's first entries: one draw from the device's generator, no sync.
+            pick = torch.rand(len(start_cont), device=start_cont.device).argsort()[:count]
+            start = {key: value[pick] for key, value in start.items()}
+            start_cont = start_cont[pick]
         traj, actions = self._imagine(start)
-        return self.behaviour_losses(traj, actions, batch["cont"].flatten(0, 1), batch, post)
+        return self.behaviour_losses(traj, actions, start_cont, batch, post)
 
     def behaviour_losses(
         self, traj: State, actions: Tensor, start_cont: Tensor, batch: dict[str, Tensor], post: State
