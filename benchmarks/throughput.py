@@ -9,7 +9,8 @@ observations, precisions, compile modes and batch sizes:
 - observations: ``vector`` (the proprioception of ``--env``, random-policy episodes of the real task
   when it can be built, else random data of dmc walker-walk's shapes) or ``image`` (64x64x3 frames,
   random pixels: an update costs the same whatever they show);
-- ``--compile``: none, compile (torch.compile), cudagraphs (compiled and captured), auto.
+- ``--compile``: none, compile (torch.compile), cudagraphs (compiled and captured), auto;
+- ``--imagine-starts``: replayed states that start imagined trajectories (0: all of them).
 
 Printed per row: parameters, build and warm-up seconds (compilation included), ms per update and
 updates/s (median over ``--blocks`` blocks, with the range), GFLOP per update (torch's FLOP counter,
@@ -23,6 +24,7 @@ preset's train ratio).
 Usage::
 
     python benchmarks/throughput.py --sizes small medium --threads 2 --updates 4 --blocks 5
+    python benchmarks/throughput.py --sizes dmc_proprio_cpu --imagine-starts 0 128 --threads 1
     python benchmarks/throughput.py --device cuda --sizes size12m size50m --obs vector image \\
         --precision float32 bfloat16 --compile none cudagraphs --batch 16 64 --profile --json out.json
 """
@@ -45,7 +47,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dreamworld.algos.dreamer.agent import Dreamer
 from dreamworld.algos.dreamer.loop import train
-from dreamworld.config import load_config
+from dreamworld.config import available_presets, load_config
 from dreamworld.data import Replay
 from dreamworld.envs.base import flag_spaces
 from dreamworld.run.system import pick_device, tune_allocator
@@ -55,7 +57,10 @@ PRESET_SIZES = ("size1m", "size12m", "size25m", "size50m")
 
 
 def presets_of(size: str, obs: str) -> tuple[list[str], dict[str, str]]:
-    """The presets and overrides of a size: DreamerV3 with its suite preset for the observations."""
+    """The presets and overrides of a size: DreamerV3 with its suite preset for the observations, or
+    any other shipped preset (``dmc_proprio_cpu``, ``carracing_cpu``) on top of DreamerV3 alone."""
+    if size not in CPU_SIZES and size not in PRESET_SIZES:
+        return ["dreamerv3", size], {}
     presets = ["dreamerv3", "dmc_proprio" if obs == "vector" else "dmc_vision"]
     if size in CPU_SIZES:
         units = str(CPU_SIZES[size])
@@ -136,6 +141,7 @@ def measure(args: argparse.Namespace, device: torch.device, case: dict[str, Any]
     presets, overrides = presets_of(case["size"], case["obs"])
     overrides.update({"dreamer.precision": case["precision"], "dreamer.compile": case["compile"]})
     overrides["replay.batch"] = str(case["batch"])
+    overrides["dreamer.imagine_starts"] = str(case["imagine_starts"])
     config = load_config(presets, overrides=overrides)
     length = config.replay.length
     data = env_batch(args.env, case["batch"], length) if case["obs"] == "vector" and args.env else None
@@ -265,7 +271,10 @@ def _peak_memory_gb(device: torch.device) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--sizes", nargs="+", default=["small", "medium"], choices=[*CPU_SIZES, *PRESET_SIZES]
+        "--sizes",
+        nargs="+",
+        default=["small", "medium"],
+        help=f"{', '.join([*CPU_SIZES, *PRESET_SIZES])}, or a shipped preset such as dmc_proprio_cpu",
     )
     parser.add_argument("--obs", nargs="+", default=["vector"], choices=["vector", "image"])
     parser.add_argument("--precision", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
@@ -273,6 +282,9 @@ def main() -> None:
         "--compile", nargs="+", default=["auto"], choices=["auto", "none", "compile", "cudagraphs"]
     )
     parser.add_argument("--batch", nargs="+", type=int, default=[16])
+    parser.add_argument(
+        "--imagine-starts", nargs="+", type=int, default=[0], help="dreamer.imagine_starts (0: every state)"
+    )
     parser.add_argument("--env", default="dmc/walker-walk", help="the task of vector batches ('' for random)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--updates", type=int, default=5, help="timed updates per block")
@@ -296,8 +308,12 @@ def main() -> None:
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device} ({name})", flush=True
     )
     rows = []
-    keys = ("size", "obs", "precision", "compile", "batch")
-    for values in itertools.product(args.sizes, args.obs, args.precision, args.compile, args.batch):
+    for size in args.sizes:
+        if size not in CPU_SIZES and size not in PRESET_SIZES and size not in available_presets():
+            parser.error(f"unknown size or preset {size!r}")
+    keys = ("size", "obs", "precision", "compile", "batch", "imagine_starts")
+    grid = (args.sizes, args.obs, args.precision, args.compile, args.batch, args.imagine_starts)
+    for values in itertools.product(*grid):
         case = dict(zip(keys, values, strict=True))
         try:
             row = measure(args, device, case)

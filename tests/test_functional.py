@@ -267,3 +267,27 @@ def test_action_distributions_equal_torch_distributions():
     torch.manual_seed(2)
     sample = squashed.sample()
     assert sample.abs().max() < 1 and sample.shape == (5, 3)
+
+
+def test_tanh_normal_initial_std_and_entropy_that_pulls_the_mean_off_the_bounds():
+    """``init_std`` is the squashed Normal's std before the squash for a zero output (plus min_std);
+    its entropy falls as the mean saturates, so an entropy bonus pulls a saturating mean back toward
+    the middle (the bounded Normal's entropy does not depend on its mean)."""
+    from dreamworld.nn.dists import BoundedNormal, TanhNormal, make_output
+
+    zeros = torch.zeros(4, 2)
+    for init in (5.0, 1.0, 0.3):
+        dist = make_output("tanh_normal", (1,), min_std=0.1, init_std=init).build(zeros)
+        torch.testing.assert_close(dist.std, torch.full((4, 1), init + 0.1))
+    torch.manual_seed(0)
+    means = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0]).repeat_interleave(20_000)
+    raw = torch.stack([means, torch.zeros_like(means)], -1).requires_grad_(True)
+    entropy = TanhNormal(raw, 0.1, init_std=1.0).entropy()
+    per_mean = entropy.detach().reshape(5, -1).mean(-1)
+    assert per_mean[2] > per_mean[1] > per_mean[0] and per_mean[2] > per_mean[3] > per_mean[4]
+    entropy.sum().backward()
+    pull = raw.grad[:, 0].reshape(5, -1).mean(-1)  # d entropy / d mean, averaged over samples
+    assert pull[0] > 0 and pull[1] > 0 and pull[3] < 0 and pull[4] < 0 and abs(pull[2]) < 0.05
+    bounded = torch.stack([means, torch.zeros_like(means)], -1).requires_grad_(True)
+    BoundedNormal(bounded, 0.1, 1.0).entropy().sum().backward()
+    assert torch.count_nonzero(bounded.grad[:, 0]) == 0

@@ -100,6 +100,11 @@ class ActorConfig:
     unimix: float = option("uniform mix of discrete actions", 0.01)
     min_std: float = option("smallest std of continuous actions", 0.1)
     max_std: float = option("largest std of continuous actions (bounded_normal)", 1.0)
+    init_std: float = option(
+        "tanh_normal: the std before the squash at initialisation (V1: 5, nearly bang-bang; about 1 "
+        "spreads the first actions over the range)",
+        5.0,
+    )
     grad_discrete: str = option("gradient for discrete actions: reinforce, dynamics or mix", "reinforce")
     grad_continuous: str = option("gradient for continuous actions: reinforce, dynamics or mix", "reinforce")
     mix: float = option("with grad mix: weight of the dynamics gradient (the rest is REINFORCE)", 0.1)
@@ -114,6 +119,8 @@ class ActorConfig:
 
     def __post_init__(self) -> None:
         choice("dreamer.actor.dist", self.dist, ("bounded_normal", "tanh_normal"))
+        if self.init_std <= 0:
+            raise ConfigError(f"config key 'dreamer.actor.init_std' must be positive, got {self.init_std}")
         for key in ("grad_discrete", "grad_continuous"):
             choice(f"dreamer.actor.{key}", getattr(self, key), ("reinforce", "dynamics", "mix"))
 

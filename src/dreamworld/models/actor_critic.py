@@ -29,6 +29,7 @@ class Actor(nn.Module):
         unimix: Uniform mix of discrete actions.
         min_std: Smallest std of continuous actions.
         max_std: Largest std of ``bounded_normal`` actions.
+        init_std: Initial std of ``tanh_normal`` actions before the squash.
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class Actor(nn.Module):
         unimix: float,
         min_std: float,
         max_std: float,
+        init_std: float = 5.0,
     ) -> None:
         super().__init__()
         output = "onehot" if discrete else dist
@@ -58,6 +60,7 @@ class Actor(nn.Module):
             unimix=unimix,
             min_std=min_std,
             max_std=max_std,
+            init_std=init_std,
         )
 
     def forward(self, feat: Features) -> ActionDist:

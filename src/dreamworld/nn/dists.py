@@ -301,6 +301,7 @@ def make_output(
     unimix: float = 0.01,
     min_std: float = 0.1,
     max_std: float = 1.0,
+    init_std: float = 5.0,
 ) -> Output:
     """The output strategy called ``name`` for events of ``shape``.
 
@@ -311,6 +312,7 @@ def make_output(
         unimix: Uniform mix of ``onehot``.
         min_std: Smallest std of ``bounded_normal`` and ``tanh_normal``.
         max_std: Largest std of ``bounded_normal``.
+        init_std: ``tanh_normal``'s std before the squash at initialisation (V1: 5).
     """
     size = math.prod(shape)
     if name in ("mse", "symlog_mse"):
@@ -329,7 +331,7 @@ def make_output(
     if name == "bounded_normal":
         return Output(2 * size, lambda raw: BoundedNormal(raw, min_std, max_std))
     if name == "tanh_normal":
-        return Output(2 * size, lambda raw: TanhNormal(raw, min_std))
+        return Output(2 * size, lambda raw: TanhNormal(raw, min_std, init_std))
     raise ValueError(f"unknown output '{name}'")
 
 
@@ -344,7 +346,8 @@ class Head(nn.Module):
         layers: Hidden layers.
         act: Activation name.
         norm: Norm name.
-        **options: Passed to :func:`make_output` (``bins``, ``unimix``, ``min_std``, ``max_std``).
+        **options: Passed to :func:`make_output` (``bins``, ``unimix``, ``min_std``, ``max_std``,
+            ``init_std``).
 
     Example:
         >>> head = Head(8, (), "symexp_twohot", units=16, layers=1)

@@ -124,6 +124,7 @@ class Dreamer(nn.Module):
             actor.unimix,
             actor.min_std,
             actor.max_std,
+            actor.init_std,
         )
         self.critic = Critic(
             feat,
