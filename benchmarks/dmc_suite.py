@@ -153,7 +153,36 @@ class Job:
             parts.append(f"reward loss {np.mean([r['wm/loss_reward'] for r in late]):.2g}")
         if scores:
             parts.append(f"last 10 training episodes {np.mean([score for _, score in scores[-10:]]):.1f}")
+        drift = self.action_drift()
+        if drift:
+            parts.append(drift)
         return f"{self}: " + "; ".join(parts)
+
+    def action_drift(self) -> str:
+        """Where the training episodes' actions went (an actor whose mean drifts to the bounds before
+        it sees a reward explores elsewhere than its first episodes did): the largest per-episode mean
+        action over the run, and the last 10 episodes', each with its share of actions at the bounds."""
+        rows = []
+        steps = 0
+        for path in sorted((self.logdir / "episodes").glob("*.npz")):
+            try:
+                with np.load(path) as episode:
+                    action = np.asarray(episode["action"], np.float64)
+            except (OSError, ValueError, KeyError):
+                continue
+            steps += len(action)
+            onehot = np.isin(action, (0.0, 1.0)).all() and (action.sum(-1) == 1).all()
+            if action.ndim == 2 and len(action) and not onehot:  # continuous actions only
+                mean = float(np.abs(action.mean(0)).max())
+                rows.append((steps * self.repeat, mean, float((np.abs(action) > 0.99).mean())))
+        if not rows:
+            return ""
+        step, mean, bounds = max(rows, key=lambda row: row[1])
+        last = rows[-10:]
+        return (
+            f"episode-mean action up to {mean:.2f} by {_steps(step)} ({bounds:.0%} at the bounds), "
+            f"last 10 {np.mean([r[1] for r in last]):.2f} ({np.mean([r[2] for r in last]):.0%})"
+        )
 
     def at(self, step: int) -> float:
         """The return of the last evaluation at or before ``step`` environment steps, once the run has

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
 
 from dreamworld.config import load_config
@@ -179,3 +180,29 @@ def test_distributed_benchmark_prints_rates_for_one_and_two_ranks():
     rows = [line for line in done.stdout.splitlines() if line.startswith("nproc=")]
     assert [row.split()[0] for row in rows] == ["nproc=1", "nproc=2"]
     assert all("allreduce_ms=" in row for row in rows)
+
+
+def test_suite_diagnosis_follows_the_actions_of_the_training_episodes(tmp_path, monkeypatch):
+    """The largest per-episode mean action over the run and the last episodes', with their share at
+    the bounds, in environment steps (policy steps x the action repeat); one-hot actions say nothing."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import dmc_suite
+
+    args = dmc_suite.parse_args(
+        ["--tasks", "dmc/finger-spin", "--outdir", str(tmp_path), "--", "--env.repeat", "2"]
+    )
+    job = dmc_suite.Job(args, "dmc/finger-spin", 0)
+    episodes = job.logdir / "episodes"
+    episodes.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for index, centre in enumerate([0.0, 0.6, 0.1]):
+        action = np.clip(rng.normal(centre, 0.01, (100, 2)), -1, 1).astype(np.float32)
+        action[:10] = 1.0  # a tenth at the bounds
+        np.savez(episodes / f"2026010{index}T000000-len100.npz", action=action)
+    assert (
+        job.action_drift() == "episode-mean action up to 0.64 by 400 (10% at the bounds), last 10 0.31 (10%)"
+    )
+    for path in episodes.glob("*.npz"):
+        path.unlink()
+    np.savez(episodes / "20260101T000000-len3.npz", action=np.eye(3, dtype=np.float32))
+    assert job.action_drift() == ""
