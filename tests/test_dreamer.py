@@ -404,11 +404,11 @@ def test_an_update_never_reads_a_value_back_to_the_host(preset, action, obs):
     assert all(isinstance(value, torch.Tensor) and value.shape == () for value in metrics.values())
 
 
-def compiled_against_eager(preset: str, obs: str, action: str) -> None:
+def compiled_against_eager(preset: str, obs: str, action: str, **overrides: str) -> None:
     """One update of a compiled agent and of an eager one from the same weights and random numbers:
     the same losses, parameters and optimiser states."""
-    eager = make_agent(obs, action, preset, **{"dreamer.compile": "none"})
-    compiled = make_agent(obs, action, preset, **{"dreamer.compile": "compile"})
+    eager = make_agent(obs, action, preset, **{"dreamer.compile": "none", **overrides})
+    compiled = make_agent(obs, action, preset, **{"dreamer.compile": "compile", **overrides})
     compiled.load_state_dict(eager.state_dict())
     data = fake_batch(obs, action)
     torch.manual_seed(1)
@@ -426,20 +426,23 @@ def compiled_against_eager(preset: str, obs: str, action: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("preset", "obs", "action"),
+    ("preset", "obs", "action", "overrides"),
     [
-        ("dreamerv1", "vector", "discrete"),
-        ("dreamerv2", "vector", "discrete"),
-        ("dreamerv3", "vector", "continuous"),
+        ("dreamerv1", "vector", "discrete", {}),
+        ("dreamerv2", "vector", "discrete", {}),
+        ("dreamerv3", "vector", "continuous", {}),
+        ("dreamerv3", "vector", "continuous", {"dreamer.imagine_starts": "7"}),  # a random subset
     ],
 )
-def test_compiled_update_traces_into_whole_graphs_and_equals_the_eager_one(preset, obs, action, monkeypatch):
+def test_compiled_update_traces_into_whole_graphs_and_equals_the_eager_one(
+    preset, obs, action, overrides, monkeypatch
+):
     """fullgraph=True fails on any graph break; the AOT-autograd backend checks the traced graphs
     without code generation. The Inductor runs are the slow tests below, with DreamerV1's continuous
     actor, whose one-sample entropy estimate draws noise in an order the traced graph does not keep."""
     options = compiled.compile_options
     monkeypatch.setattr(compiled, "compile_options", lambda mode: {**options(mode), "backend": "aot_eager"})
-    compiled_against_eager(preset, obs, action)
+    compiled_against_eager(preset, obs, action, **overrides)
 
 
 @pytest.mark.slow
