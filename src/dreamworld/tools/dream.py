@@ -397,11 +397,14 @@ def serve(session: Session, host: str = "127.0.0.1", port: int = 8765) -> Thread
             self._send(200, json.dumps(value).encode(), "application/json")
 
         def _send(self, status: int, body: bytes, kind: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the page was closed or reloaded mid-answer: nothing to tell anyone
 
         def log_message(self, *args: Any) -> None:
             """Quiet: one line per frame would flood the terminal."""
