@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from dreamworld.algos.dreamer.agent import Dreamer, _free_nats
 from dreamworld.algos.dreamer.loop import DeviceMeans
 from dreamworld.config import load_config
 from dreamworld.errors import ConfigError
+from dreamworld.models.actor_critic import EntropyScale
 from dreamworld.models.rssm import RSSM
 from dreamworld.nn.functional import sample_onehot
 from dreamworld.run.checkpoint import load_checkpoint, save_checkpoint
@@ -432,6 +435,7 @@ def compiled_against_eager(preset: str, obs: str, action: str, **overrides: str)
         ("dreamerv2", "vector", "discrete", {}),
         ("dreamerv3", "vector", "continuous", {}),
         ("dreamerv3", "vector", "continuous", {"dreamer.imagine_starts": "7"}),  # a random subset
+        ("dreamerv3", "vector", "continuous", {"dreamer.actor.entropy_target": "0.0"}),  # a buffer
     ],
 )
 def test_compiled_update_traces_into_whole_graphs_and_equals_the_eager_one(
@@ -586,3 +590,82 @@ def test_imagine_starts_is_checked():
         tiny_config("dreamerv3", **{"dreamer.imagine_starts": "-1"})
     with pytest.raises(ConfigError, match="replay_scale"):
         tiny_config("dreamerv3_2024", **{"dreamer.imagine_starts": "8"})
+
+
+def test_entropy_scale_moves_by_the_sign_of_the_error_within_its_bounds():
+    """Golden values: the scale grows by exp(rate) per update below the target and shrinks above it,
+    per action dimension, clamped to its bounds; a non-finite entropy leaves it as it was."""
+    scale = EntropyScale(1e-3, target=0.5, dims=2, rate=0.1, low=1e-4, high=2e-3)
+    below = torch.full((4, 3), 0.6)  # 0.3 per dimension
+    scale.update(below)
+    assert float(scale.value) == pytest.approx(1e-3 * math.exp(0.1))
+    for _ in range(20):
+        scale.update(below)
+    assert float(scale.value) == pytest.approx(2e-3)  # the ceiling
+    scale.update(torch.full((4, 3), 1.2))  # 0.6 per dimension: above
+    assert float(scale.value) == pytest.approx(2e-3 * math.exp(-0.1))
+    before = scale.value.clone()
+    scale.update(torch.full((4, 3), float("nan")))
+    assert torch.equal(scale.value, before)
+
+
+@pytest.mark.parametrize("action", ["discrete", "continuous"])
+def test_entropy_target_adapts_the_scale_in_the_update_and_is_saved(action, tmp_path):
+    """With ``entropy_target`` the actor's loss uses the adapted scale, logged as
+    ``actor/entropy_scale``; the scale is part of the agent's state and survives save -> load; the
+    update still reads nothing back to the host."""
+    overrides = {"dreamer.actor.entropy_target": "10.0", "dreamer.actor.entropy_rate": "0.5"}
+    agent = make_agent("vector", action, **overrides)
+    data = fake_batch("vector", action)
+    assert agent.entropy_scale is not None
+    first = floats(agent.train_step(data))  # (the first update also fits the vector statistics)
+    # 10 nats per dimension is above any entropy here: the scale grows at each update.
+    assert first["actor/entropy_scale"] == pytest.approx(3e-4 * math.exp(0.5))
+    with SyncCounter() as counter:
+        metrics = agent.train_step(data)
+    assert counter.syncs == []
+    second = floats(metrics)
+    assert second["actor/entropy_scale"] == pytest.approx(3e-4 * math.exp(1.0))
+    path = tmp_path / "agent.pt"
+    save_checkpoint(path, agent.training_state(), kind="dreamer")
+    other = make_agent("vector", action, **overrides)
+    other.load_training_state(load_checkpoint(path, kind="dreamer"))
+    assert float(other.entropy_scale.value) == pytest.approx(3e-4 * math.exp(1.0))
+    assert "actor/entropy_scale" not in floats(make_agent("vector", action).train_step(data))
+
+
+def test_entropy_target_gradient_is_the_adapted_scale_times_the_fixed_ones():
+    """The same update with a fixed scale s and with an adaptive one that reaches s: the entropy term
+    of the actor's gradient differs only by that scale (checked through the loss with zero returns)."""
+    grads = []
+    for overrides in (
+        {"dreamer.actor.entropy": "0.02"},
+        {
+            "dreamer.actor.entropy": "0.01",
+            "dreamer.actor.entropy_target": "100.0",
+            "dreamer.actor.entropy_rate": str(math.log(2.0)),
+        },
+    ):
+        agent = make_agent("vector", "discrete", **overrides)
+        feat = torch.randn(6, 4, agent.wm.rssm.feat_size, generator=torch.Generator().manual_seed(0))
+        actions = torch.nn.functional.one_hot(torch.arange(24).reshape(6, 4) % 3, 3).float()
+        zeros = torch.zeros(6, 3)
+        loss, _ = agent.actor_loss(feat, actions, zeros, torch.zeros(6, 4), torch.ones(6, 3))
+        grads.append(torch.autograd.grad(loss, list(agent.actor.parameters())))
+    for fixed, adapted in zip(*grads, strict=True):
+        torch.testing.assert_close(fixed, adapted)
+
+
+def test_entropy_target_options_are_checked():
+    with pytest.raises(ConfigError, match="entropy_rate"):
+        tiny_config("dreamerv3", **{"dreamer.actor.entropy_target": "0", "dreamer.actor.entropy_rate": "0"})
+    with pytest.raises(ConfigError, match="entropy_min"):
+        tiny_config(
+            "dreamerv3",
+            **{
+                "dreamer.actor.entropy_target": "0",
+                "dreamer.actor.entropy_min": "2",
+                "dreamer.actor.entropy_max": "1",
+            },
+        )
+    assert tiny_config("dreamerv3", **{"dreamer.actor.entropy_target": "-0.5"}).actor.entropy_target == -0.5

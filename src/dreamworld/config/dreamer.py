@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dreamworld.config.fields import choice, option, section
+from dreamworld.config.fields import choice, option, positive, section
 from dreamworld.errors import ConfigError
 
 
@@ -108,7 +108,15 @@ class ActorConfig:
     grad_discrete: str = option("gradient for discrete actions: reinforce, dynamics or mix", "reinforce")
     grad_continuous: str = option("gradient for continuous actions: reinforce, dynamics or mix", "reinforce")
     mix: float = option("with grad mix: weight of the dynamics gradient (the rest is REINFORCE)", 0.1)
-    entropy: float = option("entropy bonus scale", 3e-4)
+    entropy: float = option("entropy bonus scale (with entropy_target: its starting value)", 3e-4)
+    entropy_target: float | None = option(
+        "entropy per action dimension (a categorical's: of the whole distribution) that an adaptive "
+        "scale holds, as SAC and DreamerV2 do; null keeps the scale fixed at dreamer.actor.entropy",
+        None,
+    )
+    entropy_rate: float = option("with entropy_target: log-change of the scale per update", 0.01)
+    entropy_min: float = option("with entropy_target: smallest scale", 1e-6)
+    entropy_max: float = option("with entropy_target: largest scale", 1.0)
     explore_noise: float = option("Gaussian noise added to continuous actions while collecting (V1)", 0.0)
     return_norm: bool = option("divide advantages by the EMA percentile range of returns (V3)", True)
     norm_decay: float = option("EMA decay of the return percentiles", 0.99)
@@ -123,6 +131,14 @@ class ActorConfig:
             raise ConfigError(f"config key 'dreamer.actor.init_std' must be positive, got {self.init_std}")
         for key in ("grad_discrete", "grad_continuous"):
             choice(f"dreamer.actor.{key}", getattr(self, key), ("reinforce", "dynamics", "mix"))
+        if self.entropy_target is not None:
+            for key in ("entropy_rate", "entropy_min", "entropy_max"):
+                positive(f"dreamer.actor.{key}", getattr(self, key))
+            if self.entropy_min > self.entropy_max:
+                raise ConfigError(
+                    f"config key 'dreamer.actor.entropy_min' ({self.entropy_min}) is above "
+                    f"'dreamer.actor.entropy_max' ({self.entropy_max}); swap or widen them"
+                )
 
 
 @dataclass(frozen=True)

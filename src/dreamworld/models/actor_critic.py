@@ -164,3 +164,45 @@ class ReturnNorm(nn.Module):
 
     def scale(self) -> Tensor:
         return torch.clamp(self.high - self.low, min=self.limit)
+
+
+class EntropyScale(nn.Module):
+    """An entropy bonus scale that adapts to hold the policy's entropy at a target (SAC's temperature,
+    DreamerV2's adaptive entropy regulariser).
+
+    Each update multiplies the scale by ``exp(rate)`` while the entropy per action dimension is below
+    ``target`` and by ``exp(-rate)`` while it is above, within ``[low, high]``: the sign of the error
+    rather than its size, so the same rate serves a Normal's entropies and a squashed one's one-sample
+    estimates, whose magnitudes differ by orders. All on the device, no host read.
+
+    Args:
+        initial: The starting scale.
+        target: Entropy per action dimension to hold.
+        dims: Action dimensions the entropy is summed over (1 for a categorical).
+        rate: Log-change of the scale per update.
+        low: Smallest scale.
+        high: Largest scale.
+    """
+
+    value: Tensor
+
+    def __init__(
+        self,
+        initial: float,
+        target: float,
+        dims: int,
+        rate: float = 0.01,
+        low: float = 1e-6,
+        high: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.target, self.dims, self.rate, self.low, self.high = target, dims, rate, low, high
+        self.register_buffer("value", torch.tensor(float(min(max(initial, low), high))))
+
+    def update(self, entropy: Tensor) -> None:
+        """Moves the scale by the mean of ``entropy`` (summed over the action axis) over every rank."""
+        per_dim = gather(entropy.detach().float().mean()[None]).mean() / self.dims
+        step = torch.exp(self.rate * torch.sign(self.target - per_dim))
+        moved = torch.clamp(self.value * step, self.low, self.high)
+        # A non-finite entropy (an update that will be skipped) leaves the scale as it is.
+        self.value.copy_(torch.where(torch.isfinite(moved), moved, self.value))

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from dreamworld.algos.dreamer.compiled import compile_mode, use_mode, warmup
 from dreamworld.config.dreamer import DreamerConfig, OptimConfig
 from dreamworld.errors import CheckpointError, DreamworldError
-from dreamworld.models.actor_critic import Actor, Critic, ReturnNorm
+from dreamworld.models.actor_critic import Actor, Critic, EntropyScale, ReturnNorm
 from dreamworld.models.rssm import State, reset_pattern
 from dreamworld.models.world_model import VectorNorm, WorldModel
 from dreamworld.nn.dists import Dist, TwoHot
@@ -138,6 +138,17 @@ class Dreamer(nn.Module):
             critic.slow_every,
         )
         self.return_norm = ReturnNorm(actor.norm_decay, actor.norm_low, actor.norm_high, actor.norm_limit)
+        self.entropy_scale: EntropyScale | None = None
+        if actor.entropy_target is not None:
+            dims = 1 if self.discrete else self.actions
+            self.entropy_scale = EntropyScale(
+                actor.entropy,
+                actor.entropy_target,
+                dims,
+                actor.entropy_rate,
+                actor.entropy_min,
+                actor.entropy_max,
+            )
         if wm.vector_norm and "vector" in self.shapes:
             self.vector_norm: VectorNorm | None = VectorNorm(self.shapes["vector"])
         else:
@@ -371,13 +382,22 @@ class Dreamer(nn.Module):
         else:
             objective = config.mix * -advantage + (1 - config.mix) * reinforce
         entropy = dist.entropy()[:, :-1]
-        loss = (weights * (objective - config.entropy * entropy)).mean()
-        metrics = {
-            "actor/loss": loss.detach(),
-            "actor/entropy": entropy.mean().detach(),
-            "actor/return_scale": scale.detach(),
-            "actor/advantage": advantage.mean().detach(),
-        }
+        metrics = {}
+        if self.entropy_scale is not None:
+            self.entropy_scale.update(entropy)
+            coef: Tensor | float = self.entropy_scale.value.clone()  # the loss keeps this update's value
+            metrics["actor/entropy_scale"] = self.entropy_scale.value.detach().clone()
+        else:
+            coef = config.entropy
+        loss = (weights * (objective - coef * entropy)).mean()
+        metrics.update(
+            {
+                "actor/loss": loss.detach(),
+                "actor/entropy": entropy.mean().detach(),
+                "actor/return_scale": scale.detach(),
+                "actor/advantage": advantage.mean().detach(),
+            }
+        )
         return loss, metrics
 
     def critic_loss(
