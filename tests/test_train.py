@@ -145,14 +145,22 @@ def test_a_corrupt_checkpoint_is_a_one_line_error_and_is_kept(tmp_path, capsys):
     assert tmp_path.joinpath("checkpoint.pt").read_bytes() == b"garbage"
 
 
-def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
+@pytest.mark.parametrize(
+    "task",
+    [
+        {"env.name": "gym/CartPole-v1"},
+        # Continuous actions with colored noise: each environment's sequence resumes where it was.
+        {"env.name": "gym/Pendulum-v1", "env.time_limit": "20", "dreamer.actor.noise_color": "1.0"},
+    ],
+)
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, task):
     """Stopping at 180 steps and resuming to 260 gives bit-identical weights, replay and scores."""
     import numpy as np
     import torch
 
     base = {
         **overrides(TINY),
-        "env.name": "gym/CartPole-v1",
+        **task,
         "env.envs": "2",
         "dreamer.eval_episodes": "0",
         "dreamer.report_every": "7",

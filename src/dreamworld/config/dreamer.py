@@ -118,6 +118,12 @@ class ActorConfig:
     entropy_min: float = option("with entropy_target: smallest scale", 1e-6)
     entropy_max: float = option("with entropy_target: largest scale", 1.0)
     explore_noise: float = option("Gaussian noise added to continuous actions while collecting (V1)", 0.0)
+    noise_color: float = option(
+        "continuous actions while collecting: the exponent beta of the sampling noise's spectrum "
+        "1/f^beta (0 white: drawn anew each step; 1 pink; 2 red), the same Normal at each step but "
+        "drifting over many (Eberhard et al. 2023)",
+        0.0,
+    )
     return_norm: bool = option("divide advantages by the EMA percentile range of returns (V3)", True)
     norm_decay: float = option("EMA decay of the return percentiles", 0.99)
     norm_low: float = option("lower return percentile", 5.0)
@@ -127,6 +133,11 @@ class ActorConfig:
 
     def __post_init__(self) -> None:
         choice("dreamer.actor.dist", self.dist, ("bounded_normal", "tanh_normal"))
+        if not 0 <= self.noise_color <= 3:
+            raise ConfigError(
+                f"config key 'dreamer.actor.noise_color' is {self.noise_color}; use 0 (white) to 3 "
+                "(1 is pink, 2 red)"
+            )
         if self.init_std <= 0:
             raise ConfigError(f"config key 'dreamer.actor.init_std' must be positive, got {self.init_std}")
         for key in ("grad_discrete", "grad_continuous"):

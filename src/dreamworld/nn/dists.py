@@ -234,7 +234,11 @@ class BoundedNormal:
         return self.mean
 
     def sample(self) -> Tensor:
-        return self.mean + self.std * torch.randn_like(self.std)
+        return self.sample_with(torch.randn_like(self.std))
+
+    def sample_with(self, noise: Tensor) -> Tensor:
+        """The sample that standard Normal ``noise`` (white or colored over time) gives."""
+        return self.mean + self.std * noise
 
     def log_prob(self, value: Tensor) -> Tensor:
         return _normal_log_prob(value, self.mean, self.std).sum(-1)
@@ -260,6 +264,10 @@ class TanhNormal:
 
     def sample(self) -> Tensor:
         return torch.tanh(self._presample())
+
+    def sample_with(self, noise: Tensor) -> Tensor:
+        """The sample that standard Normal ``noise`` (white or colored over time) gives."""
+        return torch.tanh(self.mean + self.std * noise)
 
     def log_prob(self, value: Tensor) -> Tensor:
         return self._log_prob_before_tanh(torch.atanh(value.clamp(-0.999999, 0.999999)))

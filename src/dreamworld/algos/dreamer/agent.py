@@ -36,6 +36,7 @@ from dreamworld.models.world_model import VectorNorm, WorldModel
 from dreamworld.nn.dists import Dist, TwoHot
 from dreamworld.nn.functional import lambda_return, onehot, trajectory_weights
 from dreamworld.nn.layers import Features
+from dreamworld.nn.noise import NoiseState, next_noise, start_noise
 from dreamworld.nn.optim import Optimizer, step_jointly
 
 if TYPE_CHECKING:
@@ -46,7 +47,11 @@ CHECKPOINT_KIND = "dreamer"
 Metrics = dict[str, Tensor]
 """Scalar device tensors: an update never reads a value back to the host; the training loop averages
 them on the device and reads them once per log interval."""
-PolicyState = tuple[State, Tensor] | None
+PolicyState = tuple[State, Tensor] | tuple[State, Tensor, NoiseState] | None
+"""The latent state and last action of each environment, and with ``actor.noise_color`` their noise."""
+
+NOISE_STEPS = 1000
+"""Steps of one colored noise sequence: an episode of most control tasks; longer ones draw anew."""
 
 
 class Dreamer(nn.Module):
@@ -465,20 +470,30 @@ class Dreamer(nn.Module):
             inputs["vector"] = self._vector(inputs["vector"])
         is_first = torch.as_tensor(_writable(obs["is_first"]), device=self.device)
         rssm = self.wm.rssm
+        noise: NoiseState | None = None
         if state is None:
             latent, prev_action = rssm.initial(len(is_first)), torch.zeros(len(is_first), self.actions)
             prev_action = prev_action.to(self.device)
         else:
-            latent, prev_action = state
+            latent, prev_action = state[0], state[1]
+            noise = state[2] if len(state) > 2 else None
         embed_part = rssm.post_embed(self.wm.encoder(inputs))
         latent = rssm.obs_step(latent, prev_action, embed_part, is_first, sample=mode != "mode")
         dist = self.actor(rssm.feat(latent))
-        action = dist.mode() if mode == "mode" else dist.sample()
+        beta = self.config.actor.noise_color
+        if mode == "explore" and beta and not self.discrete:
+            if noise is None or len(noise[1]) != len(is_first):
+                noise = start_noise(beta, len(is_first), NOISE_STEPS, self.actions, self.device)
+            eps, noise = next_noise(noise, beta, obs["is_first"])
+            action = dist.sample_with(eps)  # continuous: BoundedNormal or TanhNormal
+        else:
+            action = dist.mode() if mode == "mode" else dist.sample()
         if mode == "explore" and not self.discrete and self.config.actor.explore_noise:
             action = action + self.config.actor.explore_noise * torch.randn_like(action)
         if not self.discrete:
             action = action.clamp(-1, 1)
-        return self.decode_action(action), (latent, action)
+        next_state: PolicyState = (latent, action) if noise is None else (latent, action, noise)
+        return self.decode_action(action), next_state
 
     def encode_action(self, action: Tensor) -> Tensor:
         """Environment actions to model inputs: one-hot for discrete, float vectors otherwise."""
