@@ -269,6 +269,30 @@ def test_action_distributions_equal_torch_distributions():
     assert sample.abs().max() < 1 and sample.shape == (5, 3)
 
 
+@pytest.mark.parametrize("std", [0.05, 0.3, 0.6, 1.0, 2.0, 5.0])
+def test_tanh_normal_mode_is_the_most_likely_squashed_action(std):
+    """Golden values: against the squashed density's maximum over a fine grid of actions. A wide
+    Normal's mode is near a bound, on the side of its mean, where ``tanh(mean)`` is not."""
+    from dreamworld.nn.dists import TanhNormal
+
+    means = torch.tensor([-3.0, -1.0, -0.3, 0.2, 0.7, 2.0, 4.9], dtype=torch.float64)
+    dist = TanhNormal(torch.zeros(len(means), 2, dtype=torch.float64), 0.0)
+    dist.mean, dist.std = means[:, None], torch.full((len(means), 1), std, dtype=torch.float64)
+    y = torch.linspace(-1 + 1e-9, 1 - 1e-9, 400_001, dtype=torch.float64)
+
+    def log_density(value: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        x = torch.atanh(value.clamp(-1 + 1e-15, 1 - 1e-15))
+        return -(x - mean).square() / (2 * std**2) - torch.log1p(-value.square())
+
+    mode = dist.mode()[:, 0]
+    for mean, got in zip(means, mode, strict=True):
+        best = log_density(y, mean).max()
+        assert float(best - log_density(got, mean)) < 1e-5, (float(mean), std)
+        assert torch.sign(got) == torch.sign(mean)
+    if std >= 1.0:
+        assert (mode.abs() > 0.95).all()  # near the bounds, whatever the mean
+
+
 def test_tanh_normal_initial_std_and_entropy_that_pulls_the_mean_off_the_bounds():
     """``init_std`` is the squashed Normal's std before the squash for a zero output (plus min_std);
     its entropy falls as the mean saturates, so an entropy bonus pulls a saturating mean back toward

@@ -250,6 +250,11 @@ class BoundedNormal:
         return -self.log_prob(target)
 
 
+_MODE_ITERATIONS = 50
+"""Fixed-point steps of :meth:`TanhNormal.mode`: exact to float precision except within a few
+hundredths of ``2 s^2 = 1``, where the two outer roots merge and the density is flat there anyway."""
+
+
 class TanhNormal:
     """A Normal squashed by tanh (DreamerV1 actor: mean scaled by 5, std softplus + min_std)."""
 
@@ -259,8 +264,22 @@ class TanhNormal:
         self.std = F.softplus(std + math.log(math.expm1(init_std))) + min_std
 
     def mode(self) -> Tensor:
-        # The tanh of the Normal's mean; the true mode of the squashed density has no closed form.
-        return torch.tanh(self.mean)
+        """The most likely action, dimension by dimension (the density factorises).
+
+        ``tanh(mean)`` is not it: a wide Normal squashed by tanh piles its mass near the bounds, where
+        the policy's samples are while ``tanh(mean)`` sits inside. With ``y = tanh(x)`` the log-density
+        is ``-(x - m)^2 / 2s^2 + 2 log cosh x`` plus a constant, stationary where
+        ``x = m + 2 s^2 tanh(x)``; of its roots, the outermost on the side of ``m`` is the global
+        maximum (the density at ``x`` exceeds that at ``-x`` when ``x`` and ``m`` share a sign), and
+        the fixed-point iteration from ``m + 2 s^2 sign(m)`` falls monotonically onto it. (DreamerV1
+        estimated it as the likeliest of 100 samples.)
+        """
+        side = torch.where(self.mean >= 0, 1.0, -1.0)
+        gain = 2.0 * self.std.square()
+        x = self.mean + gain * side
+        for _ in range(_MODE_ITERATIONS):
+            x = self.mean + gain * torch.tanh(x)
+        return torch.tanh(x)
 
     def sample(self) -> Tensor:
         return torch.tanh(self._presample())
