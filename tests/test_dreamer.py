@@ -632,6 +632,10 @@ def test_entropy_target_adapts_the_scale_in_the_update_and_is_saved(action, tmp_
     other.load_training_state(load_checkpoint(path, kind="dreamer"))
     assert float(other.entropy_scale.value) == pytest.approx(3e-4 * math.exp(1.0))
     assert "actor/entropy_scale" not in floats(make_agent("vector", action).train_step(data))
+    # A target below the entropy keeps the fixed bonus: by default the scale only rises above it.
+    low = make_agent("vector", action, **{"dreamer.actor.entropy_target": "-100.0"})
+    for _ in range(2):
+        assert floats(low.train_step(data))["actor/entropy_scale"] == pytest.approx(3e-4)
 
 
 def test_entropy_target_gradient_is_the_adapted_scale_times_the_fixed_ones():

@@ -115,7 +115,11 @@ class ActorConfig:
         None,
     )
     entropy_rate: float = option("with entropy_target: log-change of the scale per update", 0.01)
-    entropy_min: float = option("with entropy_target: smallest scale", 1e-6)
+    entropy_min: float | None = option(
+        "with entropy_target: smallest scale; null takes dreamer.actor.entropy, so that the target only "
+        "raises the scale (an entropy above it keeps the fixed bonus)",
+        None,
+    )
     entropy_max: float = option("with entropy_target: largest scale", 1.0)
     explore_noise: float = option("Gaussian noise added to continuous actions while collecting (V1)", 0.0)
     noise_color: float = option(
@@ -143,12 +147,14 @@ class ActorConfig:
         for key in ("grad_discrete", "grad_continuous"):
             choice(f"dreamer.actor.{key}", getattr(self, key), ("reinforce", "dynamics", "mix"))
         if self.entropy_target is not None:
-            for key in ("entropy_rate", "entropy_min", "entropy_max"):
+            for key in ("entropy_rate", "entropy_max"):
                 positive(f"dreamer.actor.{key}", getattr(self, key))
-            if self.entropy_min > self.entropy_max:
+            low = self.entropy if self.entropy_min is None else self.entropy_min
+            positive("dreamer.actor.entropy_min", low)
+            if low > self.entropy_max:
                 raise ConfigError(
-                    f"config key 'dreamer.actor.entropy_min' ({self.entropy_min}) is above "
-                    f"'dreamer.actor.entropy_max' ({self.entropy_max}); swap or widen them"
+                    f"config key 'dreamer.actor.entropy_min' ({low}) is above "
+                    f"'dreamer.actor.entropy_max' ({self.entropy_max}); lower it or raise the maximum"
                 )
 
 

@@ -146,13 +146,9 @@ class Dreamer(nn.Module):
         self.entropy_scale: EntropyScale | None = None
         if actor.entropy_target is not None:
             dims = 1 if self.discrete else self.actions
+            low = actor.entropy if actor.entropy_min is None else actor.entropy_min
             self.entropy_scale = EntropyScale(
-                actor.entropy,
-                actor.entropy_target,
-                dims,
-                actor.entropy_rate,
-                actor.entropy_min,
-                actor.entropy_max,
+                actor.entropy, actor.entropy_target, dims, actor.entropy_rate, low, actor.entropy_max
             )
         if wm.vector_norm and "vector" in self.shapes:
             self.vector_norm: VectorNorm | None = VectorNorm(self.shapes["vector"])
