@@ -79,8 +79,8 @@ class Job:
         self.task, self.seed = task, seed
         self._records: list[dict] | None = None
         self.repeat = action_repeat(task, config.env.repeat)
-        method = args.name or "-".join([args.algo, *args.preset])
-        self.logdir = Path(args.outdir) / task.replace("/", "_") / method / str(seed)
+        self.method = args.name or "-".join([args.algo, *args.preset])
+        self.logdir = Path(args.outdir) / task.replace("/", "_") / self.method / str(seed)
         self.policy_steps = -(-args.steps // self.repeat)
         self.command = [sys.executable, "-m", "dreamworld.cli", "train", "--algo", args.algo, "--env", task]
         self.command += ["--steps", str(self.policy_steps), "--seed", str(seed), "--logdir", str(self.logdir)]
@@ -206,7 +206,9 @@ def train(jobs: list[Job], parallel: int, threads: int, logs: Path) -> list[Job]
         while pending or running:
             while pending and len(running) < parallel:
                 job = pending.pop(0)
-                log = (logs / f"{job.task.replace('/', '_')}-{job.seed}.log").open("ab")
+                # One file per run: methods side by side in one outdir keep their outputs apart.
+                name = f"{job.task.replace('/', '_')}-{job.method}-{job.seed}.log"
+                log = (logs / name).open("ab")
                 resumed = "resuming" if (job.logdir / "checkpoint.pt").is_file() else "starting"
                 print(f"{job}: {resumed} ({job.logdir}, output in {log.name})", flush=True)
                 running[job] = (

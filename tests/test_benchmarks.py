@@ -99,6 +99,8 @@ def test_suite_benchmark_trains_resumes_and_tabulates_against_references(tmp_pat
 
     lines = suite("--steps", "300", "--at", "300", "600")
     assert sum("starting" in line for line in lines) == 2
+    logs = sorted(path.name for path in (outdir / "logs").iterdir())  # one per task, method and seed
+    assert logs == [f"gym_CartPole-v1-dreamerv3-debug-{seed}.log" for seed in (0, 1)]
     seeds = [line.split() for line in lines if line.startswith("gym/CartPole-v1 ") and "seed" not in line]
     assert [row[:2] for row in seeds] == [["gym/CartPole-v1", "0"], ["gym/CartPole-v1", "1"]]
     assert all(row[3] == "-" for row in seeds)  # nothing at 600 yet
