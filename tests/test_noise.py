@@ -50,24 +50,26 @@ def test_redder_noise_is_more_correlated_from_step_to_step():
 
 def test_each_environment_reads_its_sequence_until_its_episode_restarts():
     torch.manual_seed(0)
-    state = start_noise(1.0, 3, 5, 2, torch.device("cpu"))
+    state = start_noise(3, 5, 2, torch.device("cpu"))
+    assert state[1] == [5, 5, 5]  # nothing drawn yet: the first step draws every sequence
+    noise, state = next_noise(state, 1.0, np.zeros(3, bool))
     first = state[0].clone()
-    steps = []
-    for t in range(4):
-        is_first = np.array([t == 0, False, t == 2])
-        noise, state = next_noise(state, 1.0, is_first)
+    torch.testing.assert_close(noise, first[:, 0])
+    assert first.abs().sum(1).min() > 0
+    steps = [noise]
+    for t in range(1, 4):
+        noise, state = next_noise(state, 1.0, np.array([False, False, t == 2]))
         steps.append(noise)
-    # Environment 1 reads its sequence in order; 0 drew a new one at t = 0 and reads it in order.
-    torch.testing.assert_close(torch.stack(steps)[:, 1], first[1, :4])
-    torch.testing.assert_close(torch.stack(steps)[:, 0], state[0][0, :4])
-    assert not torch.equal(state[0][0], first[0])
+    # Environments 0 and 1 read their sequences in order.
+    torch.testing.assert_close(torch.stack(steps)[:, :2], first[:2, :4].transpose(0, 1))
     # Environment 2 restarted at t = 2: a new sequence, read from its start.
+    assert not torch.equal(state[0][2], first[2])
     torch.testing.assert_close(torch.stack(steps)[2:, 2], state[0][2, :2])
     assert state[1] == [4, 4, 2]
     # A sequence read to its end is redrawn.
     for _ in range(2):
         noise, state = next_noise(state, 1.0, np.zeros(3, bool))
-    assert state[1] == [1, 1, 4]
+    assert state[1] == [1, 1, 4] and not torch.equal(state[0][0], first[0])
 
 
 @pytest.mark.parametrize("dist", ["bounded", "tanh"])

@@ -135,6 +135,11 @@ class ActorConfig:
     norm_limit: float = option("smallest return scale", 1.0)
     opt: OptimConfig = section("actor optimiser", _actor_opt)
 
+    @property
+    def entropy_floor(self) -> float:
+        """The adaptive entropy scale's smallest value: ``entropy_min``, or the fixed ``entropy``."""
+        return self.entropy if self.entropy_min is None else self.entropy_min
+
     def __post_init__(self) -> None:
         choice("dreamer.actor.dist", self.dist, ("bounded_normal", "tanh_normal"))
         if not 0 <= self.noise_color <= 3:
@@ -149,11 +154,10 @@ class ActorConfig:
         if self.entropy_target is not None:
             for key in ("entropy_rate", "entropy_max"):
                 positive(f"dreamer.actor.{key}", getattr(self, key))
-            low = self.entropy if self.entropy_min is None else self.entropy_min
-            positive("dreamer.actor.entropy_min", low)
-            if low > self.entropy_max:
+            positive("dreamer.actor.entropy_min", self.entropy_floor)
+            if self.entropy_floor > self.entropy_max:
                 raise ConfigError(
-                    f"config key 'dreamer.actor.entropy_min' ({low}) is above "
+                    f"config key 'dreamer.actor.entropy_min' ({self.entropy_floor}) is above "
                     f"'dreamer.actor.entropy_max' ({self.entropy_max}); lower it or raise the maximum"
                 )
 

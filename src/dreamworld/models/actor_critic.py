@@ -187,13 +187,7 @@ class EntropyScale(nn.Module):
     value: Tensor
 
     def __init__(
-        self,
-        initial: float,
-        target: float,
-        dims: int,
-        rate: float = 0.01,
-        low: float = 1e-6,
-        high: float = 1.0,
+        self, initial: float, target: float, dims: int, rate: float, low: float, high: float
     ) -> None:
         super().__init__()
         self.target, self.dims, self.rate, self.low, self.high = target, dims, rate, low, high

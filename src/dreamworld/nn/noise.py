@@ -56,8 +56,9 @@ NoiseState = tuple[Tensor, list[int]]
 data, so a checkpoint holds it)."""
 
 
-def start_noise(beta: float, count: int, length: int, dims: int, device: torch.device) -> NoiseState:
-    return colored_noise(beta, count, length, dims, device), [0] * count
+def start_noise(count: int, length: int, dims: int, device: torch.device) -> NoiseState:
+    """Sequences read to their end: the first :func:`next_noise` draws every one."""
+    return torch.zeros(count, length, dims, device=device), [length] * count
 
 
 def next_noise(state: NoiseState, beta: float, is_first: np.ndarray) -> tuple[Tensor, NoiseState]:

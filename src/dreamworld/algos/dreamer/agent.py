@@ -146,9 +146,13 @@ class Dreamer(nn.Module):
         self.entropy_scale: EntropyScale | None = None
         if actor.entropy_target is not None:
             dims = 1 if self.discrete else self.actions
-            low = actor.entropy if actor.entropy_min is None else actor.entropy_min
             self.entropy_scale = EntropyScale(
-                actor.entropy, actor.entropy_target, dims, actor.entropy_rate, low, actor.entropy_max
+                actor.entropy,
+                actor.entropy_target,
+                dims,
+                actor.entropy_rate,
+                actor.entropy_floor,
+                actor.entropy_max,
             )
         if wm.vector_norm and "vector" in self.shapes:
             self.vector_norm: VectorNorm | None = VectorNorm(self.shapes["vector"])
@@ -383,13 +387,12 @@ class Dreamer(nn.Module):
         else:
             objective = config.mix * -advantage + (1 - config.mix) * reinforce
         entropy = dist.entropy()[:, :-1]
-        metrics = {}
+        metrics: Metrics = {}
+        coef: Tensor | float = config.entropy
         if self.entropy_scale is not None:
             self.entropy_scale.update(entropy)
-            coef: Tensor | float = self.entropy_scale.value.clone()  # the loss keeps this update's value
-            metrics["actor/entropy_scale"] = self.entropy_scale.value.detach().clone()
-        else:
-            coef = config.entropy
+            adapted = self.entropy_scale.value.clone()  # the loss keeps this update's value
+            coef = metrics["actor/entropy_scale"] = adapted
         loss = (weights * (objective - coef * entropy)).mean()
         metrics.update(
             {
@@ -479,7 +482,7 @@ class Dreamer(nn.Module):
         beta = self.config.actor.noise_color
         if mode == "explore" and beta and not self.discrete:
             if noise is None or len(noise[1]) != len(is_first):
-                noise = start_noise(beta, len(is_first), NOISE_STEPS, self.actions, self.device)
+                noise = start_noise(len(is_first), NOISE_STEPS, self.actions, self.device)
             eps, noise = next_noise(noise, beta, obs["is_first"])
             action = dist.sample_with(eps)  # continuous: BoundedNormal or TanhNormal
         else:
