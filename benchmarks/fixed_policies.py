@@ -13,12 +13,17 @@ Usage::
         -- --env.repeat 1
 
 A policy is ``random``, a constant action (an index for discrete actions, comma-separated values in
-``[-1, 1]`` for continuous ones) or ``normal:MEAN:STD``: Gaussian actions around a mean (one value for
-every dimension or comma-separated ones), clipped to ``[-1, 1]``, the way an actor explores. How often
-an episode earns a positive return (``rewarded``) says whether such exploration finds a sparse reward::
+``[-1, 1]`` for continuous ones), ``normal:MEAN:STD``: Gaussian actions around a mean (one value for
+every dimension or comma-separated ones), clipped to ``[-1, 1]``, the way a bounded Normal actor
+explores, ``colored:BETA[:STD]``: ``tanh(STD x noise)`` with 1/f^BETA noise drawn per episode (a
+fresh squashed Normal actor exploring with ``dreamer.actor.noise_color BETA``; STD 1 by default), or
+``brownian[:DT]``: the clipped random walk of ``collect.policy brownian``. How often an episode earns
+a positive return (``rewarded``) says whether such exploration finds a sparse reward::
 
     python benchmarks/fixed_policies.py --env dmc/finger-spin --episodes 12 \
         --policies normal:0:0.89 normal:0.57,-0.57:0.89 -- --env.repeat 4
+    python benchmarks/fixed_policies.py --env dmc/pendulum-swingup --episodes 20 \
+        --policies random colored:1 colored:2 brownian -- --env.repeat 4
 """
 
 from __future__ import annotations
@@ -27,11 +32,14 @@ import argparse
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from dreamworld.config import load_config, parse_overrides
 from dreamworld.config.schema import EnvConfig
 from dreamworld.envs import action_repeat
+from dreamworld.nn.noise import colored_noise
 from dreamworld.run.driver import single_env
+from dreamworld.run.policies import BrownianPolicy
 
 
 def constant_action(text: str, space: gym.spaces.Space) -> np.ndarray:
@@ -62,14 +70,33 @@ def run_policy(env_config: EnvConfig, policy: str, episodes: int) -> dict[str, f
     env = single_env(env_config)
     rng = np.random.default_rng(0)
     normal = normal_policy(policy, env.act_space) if policy.startswith("normal:") else None
-    fixed = None if policy == "random" or normal else constant_action(policy, env.act_space)
+    kind = policy.split(":")[0]
+    walk = (
+        BrownianPolicy(env.act_space, 1, 0, *map(float, policy.split(":")[1:2]))
+        if kind == "brownian"
+        else None
+    )
+    colored = [float(value) for value in policy.split(":")[1:]] if kind == "colored" else None
+    stochastic = policy == "random" or normal or walk or colored
+    fixed = None if stochastic else constant_action(policy, env.act_space)
+    torch.manual_seed(0)
     returns, lengths, stats = [], [], []
     try:
         for episode in range(episodes):
             obs = env.reset(seed=episode)
-            total, steps = 0.0, 0
+            total, steps, state = 0.0, 0, None
+            if colored is not None:  # one sequence per episode, long enough for any DMC task
+                beta, std = colored[0], colored[1] if len(colored) > 1 else 1.0
+                noise = colored_noise(beta, 1, 1000, int(np.prod(env.act_space.shape)))[0].numpy()
             while not obs["is_last"]:
-                if normal is not None:
+                if walk is not None:
+                    batched = {"is_first": np.asarray([obs["is_first"]])}
+                    actions, state = walk(batched, state)
+                    action = actions[0]
+                elif colored is not None:
+                    step = noise[steps % len(noise)].reshape(env.act_space.shape)
+                    action = np.tanh(std * step).astype(np.float32)
+                elif normal is not None:
                     noise = normal[1] * rng.standard_normal(env.act_space.shape)
                     action = np.clip(normal[0] + noise, -1, 1).astype(np.float32)
                 else:
@@ -92,7 +119,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--env", required=True)
     parser.add_argument(
-        "--policies", nargs="+", default=["random"], help="random, a constant action or normal:MEAN:STD"
+        "--policies",
+        nargs="+",
+        default=["random"],
+        help="random, a constant action, normal:MEAN:STD, colored:BETA[:STD] or brownian[:DT]",
     )
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("extra", nargs="*", help="env.* overrides, after --")

@@ -166,6 +166,9 @@ def test_fixed_policy_baselines(capsys, monkeypatch):
     pendulum = load_config(overrides={"env.name": "gym/Pendulum-v1", "env.time_limit": "20"}).env
     result = fixed_policies.run_policy(pendulum, "normal:0:0.5", 2)
     assert result["length"] == 20 and result["rewarded"] == 0.0  # Pendulum's rewards are never positive
+    for policy in ("colored:2", "colored:1:3", "brownian", "brownian:0.5"):
+        result = fixed_policies.run_policy(pendulum, policy, 2)
+        assert result["length"] == 20 and result["return"] < 0, policy
 
 
 def test_distributed_benchmark_prints_rates_for_one_and_two_ranks():
