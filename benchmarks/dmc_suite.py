@@ -7,7 +7,8 @@ the mean +- std over seeds, the reference at the same step and each run's CPU ho
 that counts the tasks at or above their reference. Steps are environment steps throughout (a policy
 step stands for ``env.repeat`` of them). Runs land in ``--outdir/<task>/<method>/<seed>``; the
 figure of every task with its reference is ``dreamworld plot --indir OUTDIR --xaxis env_step
---reference dreamerv3_dmc_proprio`` (``--plot DIR`` draws it at the end).
+--reference dreamerv3_dmc_proprio`` (``--plot DIR`` draws it at the end, for
+this call's tasks and method only).
 
 Usage::
 
@@ -296,8 +297,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plot:
         from dreamworld.tools.plot import plot
 
+        tasks = sorted({task.replace("/", "_") for task in args.tasks})  # the run directories' names
+        methods = sorted({job.method for job in jobs})  # other methods in the same outdir stay out
         for path in plot(
-            args.outdir, args.plot, xaxis="env_step", bins=args.eval_every, reference=args.reference
+            args.outdir,
+            args.plot,
+            xaxis="env_step",
+            bins=args.eval_every,
+            reference=args.reference,
+            tasks=tasks,
+            methods=methods,
         ):
             print(path)
     for job in failed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -109,8 +110,13 @@ def test_suite_benchmark_trains_resumes_and_tabulates_against_references(tmp_pat
     assert sum("resuming" in line for line in lines) == 2
     rows = [line.split() for line in lines if line.startswith("gym/CartPole-v1 ") and "seed" not in line]
     assert all(row[3] != "-" for row in rows) and [row[2] for row in rows] == [row[2] for row in seeds]
-    lines = suite("--table", "--steps", "600", "--at", "600")
+    shutil.copytree(
+        outdir / "gym_CartPole-v1" / "dreamerv3-debug" / "0", outdir / "gym_CartPole-v1" / "other" / "0"
+    )
+    lines = suite("--table", "--steps", "600", "--at", "600", "--plot", str(tmp_path / "plots"))
     assert not any("starting" in line or "resuming" in line for line in lines)
+    curves = json.loads((tmp_path / "plots" / "eval_return.json").read_text())["curves"]
+    assert {curve["method"] for curve in curves} == {"dreamerv3-debug"}  # not the other method
     summary = next(line for line in lines if line.startswith("at 600: "))
     assert summary.startswith("at 600: 0 of 1 tasks at or above the reference")
     diagnoses = [line for line in lines if line.startswith("gym/CartPole-v1 seed ")]
