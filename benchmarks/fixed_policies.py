@@ -29,6 +29,7 @@ a positive return (``rewarded``) says whether such exploration finds a sparse re
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -65,42 +66,50 @@ def random_action(space: gym.spaces.Space, rng: np.random.Generator) -> np.ndarr
     return rng.uniform(-1.0, 1.0, space.shape).astype(np.float32)
 
 
+Actor = Callable[[dict[str, np.ndarray], int], np.ndarray]
+"""One episode's policy: the action for an observation and the step's index within the episode."""
+
+
+def episode_actor(policy: str, space: gym.spaces.Space, rng: np.random.Generator) -> Actor:
+    """A fresh actor for one episode of ``policy`` (a name of the module's docstring)."""
+    kind, *values = policy.split(":")
+    if kind == "random":
+        return lambda obs, step: random_action(space, rng)
+    if kind == "normal":
+        mean, std = normal_policy(policy, space)
+        return lambda obs, step: np.clip(mean + std * rng.standard_normal(space.shape), -1, 1).astype(
+            np.float32
+        )
+    if kind == "colored":  # one sequence per episode, long enough for any DMC task at repeat 1
+        beta, std = float(values[0]), float(values[1]) if len(values) > 1 else 1.0
+        sequence = colored_noise(beta, 1, 1000, int(np.prod(space.shape)))[0].numpy()
+        return lambda obs, step: (
+            np.tanh(std * sequence[step % len(sequence)]).reshape(space.shape).astype(np.float32)
+        )
+    if kind == "brownian":
+        walk, state = BrownianPolicy(space, 1, int(rng.integers(2**31)), *map(float, values[:1])), [None]
+
+        def act(obs: dict[str, np.ndarray], step: int) -> np.ndarray:
+            actions, state[0] = walk({"is_first": np.asarray([obs["is_first"]])}, state[0])
+            return actions[0]
+
+        return act
+    fixed = constant_action(policy, space)
+    return lambda obs, step: fixed
+
+
 def run_policy(env_config: EnvConfig, policy: str, episodes: int) -> dict[str, float]:
     """Mean return, its standard deviation, mean length and the means of the episode statistics."""
     env = single_env(env_config)
     rng = np.random.default_rng(0)
-    normal = normal_policy(policy, env.act_space) if policy.startswith("normal:") else None
-    kind = policy.split(":")[0]
-    walk = (
-        BrownianPolicy(env.act_space, 1, 0, *map(float, policy.split(":")[1:2]))
-        if kind == "brownian"
-        else None
-    )
-    colored = [float(value) for value in policy.split(":")[1:]] if kind == "colored" else None
-    stochastic = policy == "random" or normal or walk or colored
-    fixed = None if stochastic else constant_action(policy, env.act_space)
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # the colored sequences
     returns, lengths, stats = [], [], []
     try:
         for episode in range(episodes):
             obs = env.reset(seed=episode)
-            total, steps, state = 0.0, 0, None
-            if colored is not None:  # one sequence per episode, long enough for any DMC task
-                beta, std = colored[0], colored[1] if len(colored) > 1 else 1.0
-                noise = colored_noise(beta, 1, 1000, int(np.prod(env.act_space.shape)))[0].numpy()
+            act, total, steps = episode_actor(policy, env.act_space, rng), 0.0, 0
             while not obs["is_last"]:
-                if walk is not None:
-                    batched = {"is_first": np.asarray([obs["is_first"]])}
-                    actions, state = walk(batched, state)
-                    action = actions[0]
-                elif colored is not None:
-                    step = noise[steps % len(noise)].reshape(env.act_space.shape)
-                    action = np.tanh(std * step).astype(np.float32)
-                elif normal is not None:
-                    noise = normal[1] * rng.standard_normal(env.act_space.shape)
-                    action = np.clip(normal[0] + noise, -1, 1).astype(np.float32)
-                else:
-                    action = random_action(env.act_space, rng) if fixed is None else fixed
+                action = act(obs, steps)
                 obs = env.step(action)
                 total, steps = total + float(obs["reward"]), steps + 1
             returns.append(total)

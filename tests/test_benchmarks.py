@@ -175,6 +175,16 @@ def test_fixed_policy_baselines(capsys, monkeypatch):
     for policy in ("colored:2", "colored:1:3", "brownian", "brownian:0.5"):
         result = fixed_policies.run_policy(pendulum, policy, 2)
         assert result["length"] == 20 and result["return"] < 0, policy
+    obs, rng = {"is_first": np.asarray(True)}, np.random.default_rng(0)
+
+    def lag1(policy: str) -> float:  # the actions' correlation from one step to the next
+        act = fixed_policies.episode_actor(policy, space, rng)
+        actions = np.stack([act({**obs, "is_first": np.asarray(step == 0)}, step) for step in range(400)])
+        assert actions.shape == (400, 2) and np.abs(actions).max() <= 1, policy
+        return float(np.corrcoef(actions[:-1, 0], actions[1:, 0])[0, 1])
+
+    assert lag1("colored:0") < 0.2 < lag1("colored:1") < lag1("colored:2")
+    assert lag1("brownian") > 0.9 and abs(lag1("normal:0:0.5")) < 0.2
 
 
 def test_distributed_benchmark_prints_rates_for_one_and_two_ranks():
