@@ -57,7 +57,7 @@ def normal_policy(text: str, space: gym.spaces.Space) -> tuple[np.ndarray, float
     """``normal:MEAN:STD`` as its mean action and standard deviation."""
     _, mean, std = text.split(":")
     values = np.asarray([float(value) for value in mean.split(",")], np.float32)
-    return np.broadcast_to(values, space.shape).astype(np.float32), float(std)
+    return np.broadcast_to(values, space.shape or ()).astype(np.float32), float(std)
 
 
 def random_action(space: gym.spaces.Space, rng: np.random.Generator) -> np.ndarray:
@@ -82,7 +82,7 @@ def episode_actor(policy: str, space: gym.spaces.Space, rng: np.random.Generator
         )
     if kind == "colored":  # one sequence per episode, long enough for any DMC task at repeat 1
         beta, std = float(values[0]), float(values[1]) if len(values) > 1 else 1.0
-        sequence = colored_noise(beta, 1, 1000, int(np.prod(space.shape)))[0].numpy()
+        sequence = colored_noise(beta, 1, 1000, int(np.prod(space.shape or ())))[0].numpy()
         return lambda obs, step: (
             np.tanh(std * sequence[step % len(sequence)]).reshape(space.shape).astype(np.float32)
         )
