@@ -66,11 +66,11 @@ def random_action(space: gym.spaces.Space, rng: np.random.Generator) -> np.ndarr
     return rng.uniform(-1.0, 1.0, space.shape).astype(np.float32)
 
 
-Actor = Callable[[dict[str, np.ndarray], int], np.ndarray]
+EpisodePolicy = Callable[[dict[str, np.ndarray], int], np.ndarray]
 """One episode's policy: the action for an observation and the step's index within the episode."""
 
 
-def episode_actor(policy: str, space: gym.spaces.Space, rng: np.random.Generator) -> Actor:
+def episode_actor(policy: str, space: gym.spaces.Space, rng: np.random.Generator) -> EpisodePolicy:
     """A fresh actor for one episode of ``policy`` (a name of the module's docstring)."""
     kind, *values = policy.split(":")
     if kind == "random":

@@ -257,11 +257,8 @@ def test_dreamerv2_continuous_control_setting_trains_without_a_continue_head():
 def test_dmc_proprio_cpu_preset_trains_the_actor_through_the_dynamics_with_a_fast_critic():
     full = load_config(["dreamerv3", "dmc_proprio_cpu"])
     assert (full.env.repeat, full.dreamer.train_ratio, full.replay.length) == (4, 384, 32)
-    assert (full.dreamer.imagine_starts, full.dreamer.world_model.units, full.dreamer.actor.units) == (
-        128,
-        128,
-        128,
-    )
+    dreamer = full.dreamer
+    assert (dreamer.imagine_starts, dreamer.world_model.units, dreamer.actor.units) == (128, 128, 128)
     agent = make_agent("vector", "continuous", "dreamerv3", "dmc_proprio_cpu")
     config = agent.config
     assert agent.actor_grad == "dynamics"
