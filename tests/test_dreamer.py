@@ -423,7 +423,10 @@ def compiled_against_eager(preset: str, obs: str, action: str, **overrides: str)
     got = floats(compiled.train_step(data))
     assert got == pytest.approx(expected, rel=1e-4, abs=1e-5)
     for (name, a), b in zip(eager.named_parameters(), compiled.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+        # Adam's first step is lr * g / |g|: a gradient near 0 (an ensemble member's norm shift, from
+        # sparse features in one and dense in the other) moves by up to 1% of lr in either run.
+        atol = 1e-5 if name.startswith("explore.") else 1e-6
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=atol, msg=name)
     for name, opt in eager.opts.items():
         torch.testing.assert_close(opt.moment2, compiled.opts[name].moment2, rtol=1e-4, atol=1e-8)
         assert float(opt.count) == float(compiled.opts[name].count) == 1
@@ -439,6 +442,7 @@ def compiled_against_eager(preset: str, obs: str, action: str, **overrides: str)
         ("dreamerv3", "vector", "continuous", {}),
         ("dreamerv3", "vector", "continuous", {"dreamer.imagine_starts": "7"}),  # a random subset
         ("dreamerv3", "vector", "continuous", {"dreamer.actor.entropy_target": "0.0"}),  # a buffer
+        ("dreamerv3", "vector", "continuous", {"dreamer.explore.disag": "0.1"}),  # an ensemble
     ],
 )
 def test_compiled_update_traces_into_whole_graphs_and_equals_the_eager_one(

@@ -184,6 +184,42 @@ class CriticConfig:
         choice("dreamer.critic.output", self.output, ("mse", "symexp_twohot"))
 
 
+def _explore_opt() -> OptimConfig:
+    return OptimConfig(lr=3e-4, clip=100.0)
+
+
+@dataclass(frozen=True)
+class ExploreConfig:
+    """Exploration by the disagreement of an ensemble of one-step latent predictors (Plan2Explore,
+    Sekar et al. 2020): imagined steps whose next latent the members disagree on earn a novelty reward."""
+
+    disag: float = option(
+        "scale of the novelty reward (the ensemble's disagreement divided by its running mean, so "
+        "about 1 per step before scaling) added to the model's reward in imagination; 0 disables the "
+        "ensemble",
+        0.0,
+    )
+    models: int = option("ensemble members", 8)
+    units: int = option("hidden units of each member", 256)
+    layers: int = option("hidden layers of each member", 2)
+    decay: float = option("EMA decay of the disagreement's running mean", 0.99)
+    opt: OptimConfig = section("ensemble optimiser", _explore_opt)
+
+    def __post_init__(self) -> None:
+        if self.disag < 0:
+            raise ConfigError(
+                f"config key 'dreamer.explore.disag' must be 0 (off) or positive, got {self.disag}"
+            )
+        if self.models < 2:
+            raise ConfigError(
+                f"config key 'dreamer.explore.models' is {self.models}; disagreement needs at least 2 members"
+            )
+        for key in ("units", "layers"):
+            positive(f"dreamer.explore.{key}", getattr(self, key))
+        if not 0 < self.decay < 1:
+            raise ConfigError(f"config key 'dreamer.explore.decay' must be in (0, 1), got {self.decay}")
+
+
 @dataclass(frozen=True)
 class DreamerConfig:
     """The Dreamer agent and its training schedule."""
@@ -191,6 +227,7 @@ class DreamerConfig:
     world_model: WorldModelConfig = section("world model", WorldModelConfig)
     actor: ActorConfig = section("actor", ActorConfig)
     critic: CriticConfig = section("critic", CriticConfig)
+    explore: ExploreConfig = section("novelty-seeking exploration (off by default)", ExploreConfig)
     horizon: int = option("imagination horizon H", 15)
     imagine_starts: int = option(
         "replayed states that start imagined trajectories, drawn anew each update; 0: every one of "

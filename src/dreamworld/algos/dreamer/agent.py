@@ -31,6 +31,7 @@ from dreamworld.algos.dreamer.compiled import compile_mode, use_mode, warmup
 from dreamworld.config.dreamer import DreamerConfig, OptimConfig
 from dreamworld.errors import CheckpointError, DreamworldError
 from dreamworld.models.actor_critic import Actor, Critic, EntropyScale, ReturnNorm
+from dreamworld.models.disagreement import Disagreement, shift_features
 from dreamworld.models.rssm import State, reset_pattern
 from dreamworld.models.world_model import VectorNorm, WorldModel
 from dreamworld.nn.dists import Dist, TwoHot
@@ -142,6 +143,20 @@ class Dreamer(nn.Module):
             critic.slow_fraction,
             critic.slow_every,
         )
+        explore = config.explore
+        self.explore: Disagreement | None = None
+        if explore.disag > 0:
+            self.explore = Disagreement(
+                feat,
+                self.actions,
+                self.wm.rssm.latent.flat_size,
+                explore.models,
+                explore.units,
+                explore.layers,
+                wm.act,
+                wm.norm,
+                explore.decay,
+            )
         self.return_norm = ReturnNorm(actor.norm_decay, actor.norm_low, actor.norm_high, actor.norm_limit)
         self.entropy_scale: EntropyScale | None = None
         if actor.entropy_target is not None:
@@ -165,6 +180,8 @@ class Dreamer(nn.Module):
             "actor": _optimizer(self.actor, actor.opt),
             "critic": _optimizer(self.critic, critic.opt),
         }
+        if self.explore is not None:
+            self.opts["explore"] = _optimizer(self.explore, explore.opt)
         self.actor_grad = actor.grad_discrete if self.discrete else actor.grad_continuous
         # Updates in a row whose gradients were not finite (and were skipped); read by the loop.
         self.nonfinite_streak = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -187,6 +204,11 @@ class Dreamer(nn.Module):
         with self._autocast():
             wm_loss, post, metrics = self._world_model_loss(batch, resets)
         metrics["wm/grad_norm"] = self.opts["wm"].step(wm_loss)
+        if self.explore is not None:
+            with self._autocast():
+                explore_loss = self.explore_loss(batch, _detach(post))
+            metrics["explore/loss"] = explore_loss.detach()
+            metrics["explore/grad_norm"] = self.opts["explore"].step(explore_loss)
         start = {key: value.detach().flatten(0, 1) for key, value in post.items()}
         with self._frozen_world_model(), self._autocast():
             actor_loss, critic_loss, behaviour = self._behaviour(start, batch, _detach(post))
@@ -197,6 +219,8 @@ class Dreamer(nn.Module):
         self.critic.update_slow()
         # An optimiser skips a step whose gradients are not finite; count the updates that had one.
         norm_list = [metrics["wm/grad_norm"], *norms]
+        if self.explore is not None:
+            norm_list.append(metrics["explore/grad_norm"])
         skipped = ~torch.isfinite(torch.stack(norm_list)).all()
         metrics["train/skipped"] = skipped.float()
         self.nonfinite_streak.copy_(torch.where(skipped, self.nonfinite_streak + 1, 0))
@@ -209,13 +233,15 @@ class Dreamer(nn.Module):
 
     @contextmanager
     def _frozen_world_model(self) -> Iterator[None]:
-        """The world model's parameters need no gradient while the actor and critic learn."""
-        for param in self.wm.parameters():
+        """The world model's (and the exploration ensemble's) parameters need no gradient while the
+        actor and critic learn."""
+        params = [*self.wm.parameters(), *(self.explore.parameters() if self.explore is not None else ())]
+        for param in params:
             param.requires_grad_(False)
         try:
             yield
         finally:
-            for param in self.wm.parameters():
+            for param in params:
                 param.requires_grad_(True)
 
     def _autocast(self) -> torch.autocast:
@@ -288,6 +314,16 @@ class Dreamer(nn.Module):
             metrics["wm/post_entropy"] = rssm.latent.entropy(post).mean()
         return total, post, metrics
 
+    def explore_loss(self, batch: dict[str, Tensor], post: State) -> Tensor:
+        """The ensemble's error on the replayed transitions ``(post_t, action_t) -> stoch_{t+1}``
+        (``post`` detached: the ensemble's loss does not shape the world model)."""
+        assert self.explore is not None
+        rssm = self.wm.rssm
+        feat = rssm.sparse_feat(post) if self.sparse else rssm.feat(post)
+        target = rssm.latent.flat(post["stoch"])[:, 1:]
+        within = 1.0 - batch["is_first"][:, 1:].float()  # no transition into an episode's first step
+        return self.explore.loss(shift_features(feat, 0, -1), batch["action"][:, :-1], target, within)
+
     def imagine(self, start: State) -> tuple[State, Tensor]:
         """Imagined trajectories ``(N, H + 1)`` from start states, with the actions taken in them."""
         with self._frozen_world_model():
@@ -331,6 +367,12 @@ class Dreamer(nn.Module):
         with torch.set_grad_enabled(dynamics):
             reward = self.wm.reward(feat).mode()
             cont = self.wm.cont(feat).mode() if self.wm.cont is not None else torch.ones_like(reward)
+        task_reward = reward
+        if self.explore is not None:
+            # The step t -> t + 1 earns the novelty of (state t, action t), as its reward does.
+            with torch.set_grad_enabled(dynamics):
+                novelty, raw = self.explore.novelty(shift_features(feat, 0, -1), actions[:, :-1])
+            reward = reward + config.explore.disag * F.pad(novelty, (1, 0))
         # The start state is real: its continuation is known rather than predicted.
         cont = torch.cat([start_cont[:, None], cont[:, 1:]], 1)
         critic = self.critic(sparse)
@@ -353,7 +395,9 @@ class Dreamer(nn.Module):
             critic_loss = critic_loss + config.critic.replay_scale * replay_loss
             critic_metrics["critic/replay_loss"] = replay_loss.detach()
         metrics.update(critic_metrics)
-        metrics["imagine/reward"] = reward[:, 1:].mean().detach()
+        metrics["imagine/reward"] = task_reward[:, 1:].mean().detach()
+        if self.explore is not None:
+            metrics["imagine/disagreement"] = raw.mean().detach()
         metrics["imagine/return"] = returns.mean().detach()
         metrics["imagine/cont"] = cont[:, 1:].mean().detach()
         return actor_loss, critic_loss, metrics
