@@ -136,23 +136,28 @@ def test_the_ensemble_loss_reaches_the_ensemble_only():
     assert all(p.grad is not None for p in agent.explore.parameters())
 
 
-def test_novelty_enters_the_actor_objective_but_the_actor_loss_leaves_the_ensemble_alone():
-    """Two agents with the same weights whose novelty scales differ: the same imagined trajectories
-    (same random numbers) give different actor gradients; the ensemble gets none."""
-    grads = []
+def test_novelty_enters_the_returns_and_the_actor_objective_but_no_gradient_reaches_the_ensemble():
+    """Two agents with the same weights whose novelty scales differ, on the same imagined trajectories
+    (same random numbers): the same task reward and disagreement, larger returns with the larger
+    scale, different actor gradients (REINFORCE's advantages); the ensemble gets no gradient."""
+    results = []
     for scale in ("0.5", "2.0"):
         agent = make_agent("vector", "continuous", **{**EXPLORE, "dreamer.explore.disag": scale})
-        agent.actor_grad = "dynamics"
+        assert agent.actor_grad == "reinforce"
         batch = agent.preprocess(fake_batch("vector", "continuous"), fit=True)
         _, post, _ = agent.world_model_loss(batch)
         start = {key: value.detach().flatten(0, 1) for key, value in post.items()}
         torch.manual_seed(4)
         with agent._frozen_world_model():
-            actor_loss, _, _ = agent.behaviour(start, batch, post)
-        actor_params = list(agent.actor.parameters())
-        grads.append(torch.autograd.grad(actor_loss, actor_params))
+            actor_loss, _, metrics = agent.behaviour(start, batch, post)
+        grads = torch.autograd.grad(actor_loss, list(agent.actor.parameters()))
         assert all(p.grad is None for p in agent.explore.parameters())
-    assert any(not torch.allclose(a, b) for a, b in zip(*grads, strict=True))
+        results.append((floats(metrics), grads))
+    (low, low_grads), (high, high_grads) = results
+    assert high["imagine/reward"] == low["imagine/reward"]
+    assert high["imagine/disagreement"] == low["imagine/disagreement"]
+    assert high["imagine/return"] > low["imagine/return"]
+    assert any(not torch.allclose(a, b) for a, b in zip(low_grads, high_grads, strict=True))
 
 
 def test_the_ensemble_and_its_running_mean_are_saved_and_loaded(tmp_path):

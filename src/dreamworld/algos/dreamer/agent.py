@@ -369,9 +369,11 @@ class Dreamer(nn.Module):
             cont = self.wm.cont(feat).mode() if self.wm.cont is not None else torch.ones_like(reward)
         task_reward = reward
         if self.explore is not None:
-            # The step t -> t + 1 earns the novelty of (state t, action t), as its reward does.
-            with torch.set_grad_enabled(dynamics):
-                novelty, raw = self.explore.novelty(shift_features(feat, 0, -1), actions[:, :-1])
+            # The step t -> t + 1 earns the novelty of (state t, action t), as its reward does. No
+            # gradient: the actor follows novelty through the critic's values (backpropagating through
+            # the ensemble as well made a CPU update 1.7x slower; docs/benchmarks.md).
+            with torch.no_grad():
+                novelty, raw = self.explore.novelty(shift_features(sparse, 0, -1), actions[:, :-1].detach())
             reward = reward + config.explore.disag * F.pad(novelty, (1, 0))
         # The start state is real: its continuation is known rather than predicted.
         cont = torch.cat([start_cont[:, None], cont[:, 1:]], 1)
