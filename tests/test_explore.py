@@ -24,6 +24,7 @@ def test_members_start_apart_and_identical_members_agree(norm):
     net = ensemble(norm=norm, layers=3)
     feat, action = torch.randn(7, 6), torch.randn(7, 2)
     assert (net.disagreement(feat, action) > 0).all()
+    torch.testing.assert_close(net.disagreement(feat, action), net(feat, action).std(-2).mean(-1))
     with torch.no_grad():  # every member a copy of the first
         first = net.first.weight.unflatten(0, (4, 16))
         net.first.weight.copy_(first[:1].expand_as(first).flatten(0, 1))
