@@ -259,6 +259,7 @@ def test_dmc_proprio_cpu_preset_trains_the_actor_through_the_dynamics_with_a_fas
     assert (full.env.repeat, full.dreamer.train_ratio, full.replay.length) == (4, 384, 32)
     dreamer = full.dreamer
     assert (dreamer.imagine_starts, dreamer.world_model.units, dreamer.actor.units) == (128, 128, 128)
+    assert (dreamer.explore.disag, dreamer.explore.models, dreamer.explore.units) == (0.0, 5, 128)
     agent = make_agent("vector", "continuous", "dreamerv3", "dmc_proprio_cpu")
     config = agent.config
     assert agent.actor_grad == "dynamics"
