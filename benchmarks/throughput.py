@@ -26,7 +26,7 @@ Usage::
     python benchmarks/throughput.py --sizes small medium --threads 2 --updates 4 --blocks 5
     python benchmarks/throughput.py --sizes dmc_proprio_cpu --imagine-starts 0 128 --threads 1
     python benchmarks/throughput.py --sizes dmc_proprio_cpu --imagine-starts 128 \\
-        --set dreamer.explore.disag=0.1
+        -- --dreamer.explore.disag 0.1
     python benchmarks/throughput.py --device cuda --sizes size12m size50m --obs vector image \\
         --precision float32 bfloat16 --compile none cudagraphs --batch 16 64 --profile --json out.json
 """
@@ -49,9 +49,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dreamworld.algos.dreamer.agent import Dreamer
 from dreamworld.algos.dreamer.loop import train
-from dreamworld.config import available_presets, load_config
+from dreamworld.config import available_presets, load_config, parse_overrides
 from dreamworld.data import Replay
 from dreamworld.envs.base import flag_spaces
+from dreamworld.errors import ConfigError
 from dreamworld.run.system import pick_device, tune_allocator
 
 CPU_SIZES = {"small": 128, "medium": 512}
@@ -144,7 +145,7 @@ def measure(args: argparse.Namespace, device: torch.device, case: dict[str, Any]
     overrides.update({"dreamer.precision": case["precision"], "dreamer.compile": case["compile"]})
     overrides["replay.batch"] = str(case["batch"])
     overrides["dreamer.imagine_starts"] = str(case["imagine_starts"])
-    overrides.update(args.set)
+    overrides.update(args.overrides)
     config = load_config(presets, overrides=overrides)
     length = config.replay.length
     data = env_batch(args.env, case["batch"], length) if case["obs"] == "vector" and args.env else None
@@ -297,19 +298,13 @@ def main() -> None:
     )
     parser.add_argument("--loop-steps", type=int, default=0, help="policy steps of the full-loop measurement")
     parser.add_argument("--device", default="auto")
-    parser.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config overrides for every row, e.g. dreamer.explore.disag=0.1",
-    )
+    parser.add_argument("extra", nargs="*", help="config overrides for every row, after --")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
-    pairs = [item.split("=", 1) for item in args.set]
-    if any(len(pair) != 2 for pair in pairs):
-        parser.error("--set takes KEY=VALUE pairs, e.g. --set dreamer.explore.disag=0.1")
-    args.set = dict(pairs)
+    try:
+        args.overrides = parse_overrides(args.extra)
+    except ConfigError as error:
+        parser.error(str(error))
     torch.set_num_threads(args.threads)
     tune_allocator()
     device = pick_device(args.device)
@@ -321,8 +316,8 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device} ({name})", flush=True
     )
-    if args.set:
-        print("every row with " + " ".join(f"{key}={value}" for key, value in args.set.items()), flush=True)
+    if args.overrides:
+        print("every row with " + " ".join(f"{k}={v}" for k, v in args.overrides.items()), flush=True)
     rows = []
     for size in args.sizes:
         if size not in CPU_SIZES and size not in PRESET_SIZES and size not in available_presets():
@@ -346,7 +341,9 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as file:
             json.dump(
-                {"device": name, "torch": torch.__version__, "set": args.set, "rows": rows}, file, indent=1
+                {"device": name, "torch": torch.__version__, "overrides": args.overrides, "rows": rows},
+                file,
+                indent=1,
             )
 
 

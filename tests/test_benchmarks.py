@@ -58,7 +58,7 @@ def test_throughput_benchmark_prints_its_figures_per_size(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     command = [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--sizes", "small", "--profile"]
     command += ["--updates", "1", "--blocks", "2", "--json", str(tmp_path / "rows.json")]
-    command += ["--set", "dreamer.explore.disag=0.1", "dreamer.explore.models=3"]
+    command += ["--", "--dreamer.explore.disag", "0.1", "--dreamer.explore.models=3"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     row = next(line for line in result.stdout.splitlines() if line.startswith("size=small "))
@@ -70,7 +70,7 @@ def test_throughput_benchmark_prints_its_figures_per_size(tmp_path):
     assert float(figures["aten_ops_per_update"]) > 1000 and figures["compile"] == "auto"
     saved = json.loads((tmp_path / "rows.json").read_text())
     assert saved["device"] == "cpu" and saved["rows"][0]["size"] == "small"
-    assert saved["set"] == {"dreamer.explore.disag": "0.1", "dreamer.explore.models": "3"}
+    assert saved["overrides"] == {"dreamer.explore.disag": "0.1", "dreamer.explore.models": "3"}
     assert "every row with dreamer.explore.disag=0.1 dreamer.explore.models=3" in result.stdout
 
 

@@ -123,18 +123,17 @@ class Disagreement(nn.Module):
         spread = (preds - preds.mean(-2, keepdim=True)).square().sum(-2) / (self.models - 1)
         return spread.sqrt().mean(-1)
 
-    def novelty(self, feat: Features, action: Tensor, update: bool = True) -> tuple[Tensor, Tensor]:
+    def novelty(self, feat: Features, action: Tensor) -> tuple[Tensor, Tensor]:
         """The disagreement divided by its running mean (about 1 on average), and the raw one.
 
         The ratio keeps the reward's scale the same from task to task and as the ensemble learns:
-        what is rewarded is being less known than usual. ``update`` folds this batch's mean into the
+        what is rewarded is being less known than usual. Each call folds its batch's mean into the
         running mean (without gradient).
         """
         raw = self.disagreement(feat, action)
-        if update:
-            with torch.no_grad():
-                self.novelty_total.mul_(self.decay).add_((1 - self.decay) * raw.mean())
-                self.novelty_weight.mul_(self.decay).add_(1 - self.decay)
+        with torch.no_grad():
+            self.novelty_total.mul_(self.decay).add_((1 - self.decay) * raw.mean())
+            self.novelty_weight.mul_(self.decay).add_(1 - self.decay)
         mean = self.novelty_total / self.novelty_weight.clamp(min=1e-8)
         return raw / mean.clamp(min=1e-8), raw
 

@@ -233,15 +233,13 @@ class Dreamer(nn.Module):
 
     @contextmanager
     def _frozen_world_model(self) -> Iterator[None]:
-        """The world model's (and the exploration ensemble's) parameters need no gradient while the
-        actor and critic learn."""
-        params = [*self.wm.parameters(), *(self.explore.parameters() if self.explore is not None else ())]
-        for param in params:
+        """The world model's parameters need no gradient while the actor and critic learn."""
+        for param in self.wm.parameters():
             param.requires_grad_(False)
         try:
             yield
         finally:
-            for param in params:
+            for param in self.wm.parameters():
                 param.requires_grad_(True)
 
     def _autocast(self) -> torch.autocast:
