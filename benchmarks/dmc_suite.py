@@ -32,7 +32,8 @@ import numpy as np
 
 from dreamworld.config import load_config
 from dreamworld.config.loader import parse_overrides
-from dreamworld.envs import action_repeat
+from dreamworld.envs import action_repeat, check_env_id
+from dreamworld.errors import DreamworldError
 from dreamworld.tools.plot import load_reference, task_key
 
 TASKS = (
@@ -47,7 +48,9 @@ TASKS = (
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), help="environment ids")
+    parser.add_argument(
+        "--tasks", nargs="+", default=list(TASKS), help="environment ids (a bare domain-task means dmc/)"
+    )
     parser.add_argument("--algo", default="dreamerv3")
     parser.add_argument("--preset", nargs="*", default=["dmc_proprio_cpu"])
     parser.add_argument("--name", help="the method's name in the run directories (default: algo-presets)")
@@ -79,9 +82,9 @@ class Job:
         )
         self.task, self.seed = task, seed
         self._records: list[dict] | None = None
-        self.repeat = action_repeat(task, config.env.repeat)
         self.method = args.name or "-".join([args.algo, *args.preset])
         self.logdir = Path(args.outdir) / task.replace("/", "_") / self.method / str(seed)
+        self.repeat = action_repeat(task, _saved_repeat(self.logdir, config.env.repeat))
         self.policy_steps = -(-args.steps // self.repeat)
         self.command = [sys.executable, "-m", "dreamworld.cli", "train", "--algo", args.algo, "--env", task]
         self.command += ["--steps", str(self.policy_steps), "--seed", str(seed), "--logdir", str(self.logdir)]
@@ -193,6 +196,20 @@ class Job:
         return returns[max(before)] if before and max(returns) >= step else np.nan
 
 
+def _saved_repeat(logdir: Path, repeat: int | None) -> int | None:
+    """The action repeat a run was trained with (its saved configuration's; ``repeat`` for a run not
+    started yet), so that a table read without the training's overrides still counts its steps right."""
+    path = logdir / "config.yaml"
+    if not path.is_file():
+        return repeat
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.load(path).env.repeat
+    except Exception:  # an unreadable configuration: the run's own resume reports it
+        return repeat
+
+
 def train(jobs: list[Job], parallel: int, threads: int, logs: Path) -> list[Job]:
     """Runs the unfinished jobs, ``parallel`` at a time; returns the ones that failed."""
     pending = [job for job in jobs if not job.finished()]
@@ -288,6 +305,13 @@ def table(jobs: list[Job], at: Sequence[int], references: list) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    args.tasks = [task if "/" in task else f"dmc/{task}" for task in args.tasks]
+    try:  # a misspelt task fails here, in one line, before any run starts
+        for task in args.tasks:
+            check_env_id(task)
+    except DreamworldError as error:
+        print(f"dmc_suite: {error}", file=sys.stderr)
+        return 2
     references = load_reference(args.reference) if args.reference else []
     jobs = [Job(args, task, seed) for task in args.tasks for seed in args.seeds]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

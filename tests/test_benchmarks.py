@@ -230,3 +230,34 @@ def test_suite_diagnosis_follows_the_actions_of_the_training_episodes(tmp_path, 
         path.unlink()
     np.savez(episodes / "20260101T000000-len3.npz", action=np.eye(3, dtype=np.float32))
     assert job.action_drift() == ""
+
+
+def test_suite_counts_a_run_in_the_repeat_it_was_trained_with(tmp_path, monkeypatch):
+    """A table read without the training's overrides still converts policy steps with the run's saved
+    action repeat; a bare domain-task means dmc/, and a misspelt task fails in one line before any run."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import dmc_suite
+
+    args = dmc_suite.parse_args(["--tasks", "dmc/finger-spin", "--outdir", str(tmp_path)])
+    assert dmc_suite.Job(args, "dmc/finger-spin", 0).repeat == 4  # the preset's, for a run not started
+    logdir = tmp_path / "dmc_finger-spin" / "dreamerv3-dmc_proprio_cpu" / "0"
+    logdir.mkdir(parents=True)
+    (logdir / "config.yaml").write_text("env:\n  name: dmc/finger-spin\n  repeat: 2\n")
+    (logdir / "metrics.jsonl").write_text('{"step": 6250, "eval/return": 1.5}\n')
+    job = dmc_suite.Job(args, "dmc/finger-spin", 0)
+    assert job.repeat == 2 and job.returns() == {12500: 1.5}
+
+    script = [sys.executable, str(ROOT / "benchmarks" / "dmc_suite.py"), "--table", "--outdir", str(tmp_path)]
+    done = subprocess.run([*script, "--tasks", "finger-spn"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert (
+        done.stderr.strip() == "dmc_suite: unknown dm_control task 'finger-spn'; did you mean 'finger-spin'?"
+    )
+    done = subprocess.run(
+        [*script, "--tasks", "finger-spin", "--seeds", "0", "--at", "12500"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert any(line.split()[:3] == ["dmc/finger-spin", "0", "1.5"] for line in done.stdout.splitlines())
