@@ -668,6 +668,51 @@ def test_entropy_target_gradient_is_the_adapted_scale_times_the_fixed_ones():
         torch.testing.assert_close(fixed, adapted)
 
 
+@pytest.mark.parametrize("dist", ["tanh_normal", "bounded_normal"])
+def test_squash_penalty_pushes_saturated_means_back_and_leaves_the_rest(dist):
+    """Golden values: with every pre-tanh mean at x, the penalty adds weight x (|x| - 2)^2 per action
+    dimension to the actor's loss and a gradient toward zero; within +-2 it adds nothing. The share of
+    saturated means is logged as ``actor/saturated`` with or without the penalty."""
+    feat = torch.randn(6, 4, 1, generator=torch.Generator().manual_seed(0))
+    actions = torch.zeros(6, 4, 2)
+    zeros, ones = torch.zeros(6, 3), torch.ones(6, 3)
+
+    def loss_and_saturated(bias: float, weight: str) -> tuple[float, float, torch.Tensor]:
+        agent = make_agent(
+            "vector",
+            "continuous",
+            **{
+                "dreamer.actor.dist": dist,
+                "dreamer.actor.squash_penalty": weight,
+                "dreamer.actor.entropy": "0",
+            },
+        )
+        out = agent.actor.head.out
+        with torch.no_grad():
+            out.weight.zero_()
+            out.bias.zero_()
+            out.bias[:2] = bias
+        inputs = feat.expand(6, 4, agent.wm.rssm.feat_size)
+        loss, metrics = agent.actor_loss(inputs, actions, zeros, torch.zeros(6, 4), ones)
+        (grad,) = torch.autograd.grad(loss, [out.bias])
+        return float(loss.detach()), float(metrics["actor/saturated"]), grad[:2]
+
+    # tanh_normal bounds its mean at 5 tanh(x / 5); bounded_normal's pre-tanh mean is x itself.
+    x = 5 * math.tanh(3.0 / 5) if dist == "tanh_normal" else 3.0
+    plain, saturated, plain_grad = loss_and_saturated(3.0, "0")
+    penalised, _, grad = loss_and_saturated(3.0, "0.5")
+    assert saturated == 1.0
+    assert penalised - plain == pytest.approx(0.5 * 2 * (x - 2) ** 2, rel=1e-5)
+    assert (grad - plain_grad > 0).all()  # minimising the loss lowers the mean
+    inside, saturated, inside_grad = loss_and_saturated(1.5, "0.5")
+    assert saturated == 0.0
+    unpenalised, _, unpenalised_grad = loss_and_saturated(1.5, "0")
+    assert inside == pytest.approx(unpenalised)
+    torch.testing.assert_close(inside_grad, unpenalised_grad)
+    with pytest.raises(ConfigError, match="squash_penalty"):
+        tiny_config("dreamerv3", **{"dreamer.actor.squash_penalty": "-1"})
+
+
 def test_entropy_target_options_are_checked():
     with pytest.raises(ConfigError, match="entropy_rate"):
         tiny_config("dreamerv3", **{"dreamer.actor.entropy_target": "0", "dreamer.actor.entropy_rate": "0"})

@@ -105,6 +105,12 @@ class ActorConfig:
         "spreads the first actions over the range)",
         5.0,
     )
+    squash_penalty: float = option(
+        "continuous actions: weight of a squared penalty on the means before their tanh beyond "
+        "+-2 (actions beyond 0.96), where the squash's slope falls below 0.07 and the return's gradient "
+        "can no longer bring a mean back from the bound; 0 off",
+        0.0,
+    )
     grad_discrete: str = option("gradient for discrete actions: reinforce, dynamics or mix", "reinforce")
     grad_continuous: str = option("gradient for continuous actions: reinforce, dynamics or mix", "reinforce")
     mix: float = option("with grad mix: weight of the dynamics gradient (the rest is REINFORCE)", 0.1)
@@ -146,6 +152,11 @@ class ActorConfig:
             raise ConfigError(
                 f"config key 'dreamer.actor.noise_color' is {self.noise_color}; use 0 (white) to 3 "
                 "(1 is pink, 2 red)"
+            )
+        if self.squash_penalty < 0:
+            raise ConfigError(
+                f"config key 'dreamer.actor.squash_penalty' must be 0 (off) or positive, got "
+                f"{self.squash_penalty}"
             )
         if self.init_std <= 0:
             raise ConfigError(f"config key 'dreamer.actor.init_std' must be positive, got {self.init_std}")

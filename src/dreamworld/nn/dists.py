@@ -227,6 +227,7 @@ class BoundedNormal:
 
     def __init__(self, raw: Tensor, min_std: float, max_std: float) -> None:
         mean, std = raw.chunk(2, -1)
+        self.presquash = mean  # the mean before its tanh (saturated where |x| is large)
         self.mean = torch.tanh(mean)
         self.std = (max_std - min_std) * torch.sigmoid(std + 2.0) + min_std
 
@@ -262,6 +263,7 @@ class TanhNormal:
         mean, std = raw.chunk(2, -1)
         self.mean = mean_scale * torch.tanh(mean / mean_scale)
         self.std = F.softplus(std + math.log(math.expm1(init_std))) + min_std
+        self.presquash = self.mean  # the Normal's mean, before the samples' tanh
 
     def mode(self) -> Tensor:
         """The most likely action, dimension by dimension (the density factorises).

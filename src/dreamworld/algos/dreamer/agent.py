@@ -51,6 +51,10 @@ them on the device and reads them once per log interval."""
 PolicyState = tuple[State, Tensor] | tuple[State, Tensor, NoiseState] | None
 """The latent state and last action of each environment, and with ``actor.noise_color`` their noise."""
 
+SQUASH_LIMIT = 2.0
+"""Where a continuous action's pre-tanh mean counts as saturated (tanh 0.96, slope 0.07): the
+``actor/saturated`` metric and ``actor.squash_penalty`` start there."""
+
 NOISE_STEPS = 1000
 """Steps of one colored noise sequence: an episode of most control tasks; longer ones draw anew."""
 
@@ -438,6 +442,12 @@ class Dreamer(nn.Module):
             adapted = self.entropy_scale.value.clone()  # the loss keeps this update's value
             coef = metrics["actor/entropy_scale"] = adapted
         loss = (weights * (objective - coef * entropy)).mean()
+        presquash = getattr(dist, "presquash", None)  # continuous actions only
+        if presquash is not None:
+            beyond = F.relu(presquash[:, :-1].abs() - SQUASH_LIMIT)
+            if config.squash_penalty:
+                loss = loss + config.squash_penalty * (weights * beyond.square().sum(-1)).mean()
+            metrics["actor/saturated"] = (beyond > 0).float().mean().detach()
         metrics.update(
             {
                 "actor/loss": loss.detach(),
