@@ -155,6 +155,9 @@ class Job:
             )
             parts.append(f"critic {value:.3g} for imagined returns {target:.3g}")
             parts.append(f"reward loss {np.mean([r['wm/loss_reward'] for r in late]):.2g}")
+        saturated = [r["actor/saturated"] for r in late if "actor/saturated" in r]
+        if saturated:
+            parts.append(f"imagined means beyond the squash's range {np.mean(saturated):.0%}")
         if scores:
             parts.append(f"last 10 training episodes {np.mean([score for _, score in scores[-10:]]):.1f}")
         drift = self.action_drift()

@@ -244,8 +244,12 @@ def test_suite_counts_a_run_in_the_repeat_it_was_trained_with(tmp_path, monkeypa
     logdir.mkdir(parents=True)
     (logdir / "config.yaml").write_text("env:\n  name: dmc/finger-spin\n  repeat: 2\n")
     (logdir / "metrics.jsonl").write_text('{"step": 6250, "eval/return": 1.5}\n')
+    late = {"critic/value": 1.0, "imagine/return": 1.0, "wm/loss_reward": 0.1, "actor/saturated": 0.25}
+    with (logdir / "metrics.jsonl").open("a") as metrics:
+        metrics.write(json.dumps({"step": 7000, **late}) + "\n")
     job = dmc_suite.Job(args, "dmc/finger-spin", 0)
     assert job.repeat == 2 and job.returns() == {12500: 1.5}
+    assert "imagined means beyond the squash's range 25%" in job.diagnosis()
 
     script = [sys.executable, str(ROOT / "benchmarks" / "dmc_suite.py"), "--table", "--outdir", str(tmp_path)]
     done = subprocess.run([*script, "--tasks", "finger-spn"], capture_output=True, text=True, timeout=120)
