@@ -444,6 +444,7 @@ def compiled_against_eager(preset: str, obs: str, action: str, **overrides: str)
         ("dreamerv3", "vector", "continuous", {"dreamer.imagine_starts": "7"}),  # a random subset
         ("dreamerv3", "vector", "continuous", {"dreamer.actor.entropy_target": "0.0"}),  # a buffer
         ("dreamerv3", "vector", "continuous", {"dreamer.explore.disag": "0.1"}),  # an ensemble
+        ("dreamerv3", "vector", "continuous", {"dreamer.actor.squash_penalty": "0.1"}),
     ],
 )
 def test_compiled_update_traces_into_whole_graphs_and_equals_the_eager_one(
