@@ -34,7 +34,7 @@ from dreamworld.config import load_config
 from dreamworld.config.loader import parse_overrides
 from dreamworld.envs import action_repeat, check_env_id
 from dreamworld.errors import DreamworldError
-from dreamworld.tools.plot import load_reference, task_key
+from dreamworld.tools.plot import load_reference, run_action_repeat, task_key
 
 TASKS = (
     "dmc/reacher-easy",
@@ -84,7 +84,8 @@ class Job:
         self._records: list[dict] | None = None
         self.method = args.name or "-".join([args.algo, *args.preset])
         self.logdir = Path(args.outdir) / task.replace("/", "_") / self.method / str(seed)
-        self.repeat = action_repeat(task, _saved_repeat(self.logdir, config.env.repeat))
+        # A run started earlier counts in the repeat it was trained with, whatever this call's overrides.
+        self.repeat = run_action_repeat(self.logdir) or action_repeat(task, config.env.repeat)
         self.policy_steps = -(-args.steps // self.repeat)
         self.command = [sys.executable, "-m", "dreamworld.cli", "train", "--algo", args.algo, "--env", task]
         self.command += ["--steps", str(self.policy_steps), "--seed", str(seed), "--logdir", str(self.logdir)]
@@ -197,20 +198,6 @@ class Job:
         returns = self.returns()
         before = [s for s in returns if s <= step]
         return returns[max(before)] if before and max(returns) >= step else np.nan
-
-
-def _saved_repeat(logdir: Path, repeat: int | None) -> int | None:
-    """The action repeat a run was trained with (its saved configuration's; ``repeat`` for a run not
-    started yet), so that a table read without the training's overrides still counts its steps right."""
-    path = logdir / "config.yaml"
-    if not path.is_file():
-        return repeat
-    from omegaconf import OmegaConf
-
-    try:
-        return OmegaConf.load(path).env.repeat
-    except Exception:  # an unreadable configuration: the run's own resume reports it
-        return repeat
 
 
 def train(jobs: list[Job], parallel: int, threads: int, logs: Path) -> list[Job]:

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from dreamworld.tools.plot import run_action_repeat
 
 
 def logdir_of(args: argparse.Namespace, seed: int) -> Path:
@@ -62,15 +63,6 @@ def eval_keys(logdirs: list[Path]) -> list[str]:
             keys.update(key for key in json.loads(line) if key.startswith("eval/"))
     keys -= {"eval/return", "eval/return_std"}
     return ["eval/return", *sorted(keys)]
-
-
-def action_repeat(logdir: Path) -> int:
-    """Environment steps per policy step of a run (``env.repeat`` in its saved configuration)."""
-    from dreamworld.envs import action_repeat
-
-    config = yaml.safe_load((logdir / "config.yaml").read_text()) if (logdir / "config.yaml").exists() else {}
-    env = config.get("env") or {}
-    return action_repeat(str(env.get("name", "")), env.get("repeat"))
 
 
 def main() -> None:
@@ -113,7 +105,7 @@ def main() -> None:
                 proc.wait()
     hours = {seed: dict(curve(logdir_of(args, seed), "time/hours")) for seed in args.seeds}
     cpu = {seed: dict(curve(logdir_of(args, seed), "time/cpu_hours")) for seed in args.seeds}
-    repeat = action_repeat(logdir_of(args, args.seeds[0]))
+    repeat = run_action_repeat(logdir_of(args, args.seeds[0])) or 1
     unit = "policy step (environment steps)" if repeat > 1 else "step"
     for key in eval_keys([logdir_of(args, seed) for seed in args.seeds]):
         curves = {seed: dict(curve(logdir_of(args, seed), key)) for seed in args.seeds}

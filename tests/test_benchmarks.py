@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from dreamworld.config import load_config
+from dreamworld.tools.plot import run_action_repeat
 from tiny import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,15 +75,15 @@ def test_throughput_benchmark_prints_its_figures_per_size(tmp_path):
     assert "every row with dreamer.explore.disag=0.1 dreamer.explore.models=3" in result.stdout
 
 
-def test_learning_benchmark_reads_the_action_repeat_of_its_runs(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    import learning
-
+def test_a_runs_action_repeat_is_read_from_its_saved_configuration(tmp_path):
+    """What the learning and suite benchmarks count environment steps with."""
     (tmp_path / "config.yaml").write_text("env:\n  name: dmc/cartpole-swingup\n  repeat: 4\n")
-    assert learning.action_repeat(tmp_path) == 4
-    assert learning.action_repeat(tmp_path / "not-started") == 1
+    assert run_action_repeat(tmp_path) == 4
+    assert run_action_repeat(tmp_path / "not-started") is None
     (tmp_path / "config.yaml").write_text("env:\n  name: dmc/cartpole-swingup\n  repeat: null\n")
-    assert learning.action_repeat(tmp_path) == 2  # the suite's default
+    assert run_action_repeat(tmp_path) == 2  # the suite's default
+    (tmp_path / "config.yaml").write_text("env: [unclosed\n")
+    assert run_action_repeat(tmp_path) is None
 
 
 def test_suite_benchmark_trains_resumes_and_tabulates_against_references(tmp_path):

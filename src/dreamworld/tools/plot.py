@@ -115,8 +115,7 @@ def _identify(path: Path, indir: Path) -> Run:
         loaded = None
     loaded = loaded if isinstance(loaded, dict) else {}
     env: dict[str, Any] = loaded["env"] if isinstance(loaded.get("env"), dict) else {}
-    given = env.get("repeat")
-    repeat = action_repeat(str(env.get("name", "")), given if isinstance(given, int) and given > 0 else None)
+    repeat = _env_repeat(env)
     if len(parts) == 3:
         return Run(path, *parts, repeat=repeat)
     # Directly under indir a run's name stands for its method, less a seed suffix (walker-seed3).
@@ -125,6 +124,30 @@ def _identify(path: Path, indir: Path) -> Run:
     if task is None:
         warnings.warn(f"{path}: no env.name in a {CONFIG_FILE}; plotting it as task 'unknown'", stacklevel=3)
     return Run(path, str(task or "unknown"), method, str(loaded.get("seed", path.name)), repeat)
+
+
+def run_action_repeat(logdir: str | Path) -> int | None:
+    """Environment steps per policy step of the run in ``logdir``: ``env.repeat`` in its saved
+    ``config.yaml``, or its suite's default; None where the run has no readable configuration (not
+    started yet).
+
+    Example:
+        >>> run_action_repeat("no-such-run") is None
+        True
+    """
+    path = Path(logdir) / CONFIG_FILE
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(loaded, dict):
+        return None
+    return _env_repeat(loaded["env"] if isinstance(loaded.get("env"), dict) else {})
+
+
+def _env_repeat(env: dict[str, Any]) -> int:
+    given = env.get("repeat")
+    return action_repeat(str(env.get("name", "")), given if isinstance(given, int) and given > 0 else None)
 
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
