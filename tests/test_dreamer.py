@@ -256,14 +256,16 @@ def test_dreamerv2_continuous_control_setting_trains_without_a_continue_head():
 
 def test_dmc_proprio_cpu_preset_trains_the_actor_through_the_dynamics_with_a_fast_critic():
     full = load_config(["dreamerv3", "dmc_proprio_cpu"])
-    assert (full.env.repeat, full.dreamer.train_ratio, full.replay.length) == (4, 384, 32)
+    assert (full.env.repeat, full.dreamer.train_ratio, full.dreamer.steps) == (2, 384, 50000)
+    assert (full.replay.batch, full.replay.length) == (32, 32)
     dreamer = full.dreamer
     assert (dreamer.imagine_starts, dreamer.world_model.units, dreamer.actor.units) == (128, 128, 128)
-    assert (dreamer.explore.disag, dreamer.explore.models, dreamer.explore.units) == (0.0, 5, 128)
+    assert (dreamer.explore.disag, dreamer.explore.models, dreamer.explore.units) == (0.1, 5, 128)
+    assert dreamer.actor.squash_penalty == 0.1
     agent = make_agent("vector", "continuous", "dreamerv3", "dmc_proprio_cpu")
     config = agent.config
     assert agent.actor_grad == "dynamics"
-    assert (config.critic.opt.lr, config.actor.opt.lr, config.discount) == (3e-4, 1e-4, 0.98)
+    assert (config.critic.opt.lr, config.actor.opt.lr, config.discount) == (3e-4, 1e-4, 0.99)
     assert (config.actor.dist, config.actor.init_std, config.actor.noise_color) == ("tanh_normal", 1.0, 1.0)
     metrics = agent.train_step(fake_batch("vector", "continuous"))
     assert finite(metrics), metrics
