@@ -8,12 +8,16 @@ that counts the tasks at or above their reference. Steps are environment steps t
 step stands for ``env.repeat`` of them). Runs land in ``--outdir/<task>/<method>/<seed>``; the
 figure of every task with its reference is ``dreamworld plot --indir OUTDIR --xaxis env_step
 --reference dreamerv3_dmc_proprio`` (``--plot DIR`` draws it at the end, for
-this call's tasks and method only).
+this call's tasks and method only). ``--archive DIR`` copies each run's records (its config, metrics
+and training scores, about 100 kB) into the same layout under DIR, where ``--table --outdir DIR``
+and the plot read them on any machine: the runs of a suite that spans machines or sessions meet
+there (the project keeps its own in benchmarks/results/dmc_suite).
 
 Usage::
 
     python benchmarks/dmc_suite.py --preset dmc_proprio_cpu --seeds 0 1 --jobs 2 --outdir runs/suite
     python benchmarks/dmc_suite.py --outdir runs/suite --table   # the table of what is there
+    python benchmarks/dmc_suite.py --outdir runs/suite --table --archive benchmarks/results/dmc_suite
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,6 +74,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--table", action="store_true", help="train nothing: print the table of the runs there"
     )
     parser.add_argument("--plot", metavar="DIR", help="also draw every task with its reference into DIR")
+    parser.add_argument(
+        "--archive", metavar="DIR", help="copy each run's records (config, metrics, scores) into DIR"
+    )
     parser.add_argument("extra", nargs="*", help="config overrides for every run, after --")
     return parser.parse_args(argv)
 
@@ -200,6 +208,34 @@ class Job:
         return returns[max(before)] if before and max(returns) >= step else np.nan
 
 
+ARCHIVED = ("config.yaml", "metrics.jsonl", "scores.jsonl")
+
+
+def archive(jobs: list[Job], outdir: Path, into: Path) -> list[Path]:
+    """Copies the records of every evaluated run to the same place under ``into``; returns where.
+    A run archived earlier with more evaluations (from another machine, say) is kept."""
+    copied = []
+    for job in jobs:
+        target = into / job.logdir.relative_to(outdir)
+        if not job.returns() or target.resolve() == job.logdir.resolve():
+            continue
+        archived = target / "metrics.jsonl"
+        if archived.is_file():
+            lines = archived.read_text(encoding="utf-8").splitlines()
+            if sum('"eval/return"' in line for line in lines) > len(job.returns()):
+                print(f"{job}: the archive's run in {target} is further along; kept")
+                continue
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ARCHIVED:
+            if (job.logdir / name).is_file():
+                # Through a temporary file: a full disk leaves the archive's earlier copy whole.
+                partial = target / f".{name}.partial"
+                shutil.copyfile(job.logdir / name, partial)
+                partial.replace(target / name)
+        copied.append(target)
+    return copied
+
+
 def train(jobs: list[Job], parallel: int, threads: int, logs: Path) -> list[Job]:
     """Runs the unfinished jobs, ``parallel`` at a time; returns the ones that failed."""
     pending = [job for job in jobs if not job.finished()]
@@ -308,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = [] if args.table else train(jobs, args.jobs, args.threads, Path(args.outdir) / "logs")
     print("\n".join(table(jobs, sorted(args.at), references)))
     print("\n".join(job.diagnosis() for job in jobs))
+    if args.archive:
+        for path in archive(jobs, Path(args.outdir), Path(args.archive)):
+            print(f"archived {path}")
     if args.plot:
         from dreamworld.tools.plot import plot
 

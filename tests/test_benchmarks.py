@@ -240,16 +240,16 @@ def test_suite_counts_a_run_in_the_repeat_it_was_trained_with(tmp_path, monkeypa
     import dmc_suite
 
     args = dmc_suite.parse_args(["--tasks", "dmc/finger-spin", "--outdir", str(tmp_path)])
-    assert dmc_suite.Job(args, "dmc/finger-spin", 0).repeat == 4  # the preset's, for a run not started
+    assert dmc_suite.Job(args, "dmc/finger-spin", 0).repeat == 2  # the preset's, for a run not started
     logdir = tmp_path / "dmc_finger-spin" / "dreamerv3-dmc_proprio_cpu" / "0"
     logdir.mkdir(parents=True)
-    (logdir / "config.yaml").write_text("env:\n  name: dmc/finger-spin\n  repeat: 2\n")
+    (logdir / "config.yaml").write_text("env:\n  name: dmc/finger-spin\n  repeat: 4\n")
     (logdir / "metrics.jsonl").write_text('{"step": 6250, "eval/return": 1.5}\n')
     late = {"critic/value": 1.0, "imagine/return": 1.0, "wm/loss_reward": 0.1, "actor/saturated": 0.25}
     with (logdir / "metrics.jsonl").open("a") as metrics:
         metrics.write(json.dumps({"step": 7000, **late}) + "\n")
     job = dmc_suite.Job(args, "dmc/finger-spin", 0)
-    assert job.repeat == 2 and job.returns() == {12500: 1.5}
+    assert job.repeat == 4 and job.returns() == {25000: 1.5}
     assert "imagined means beyond the squash's range 25%" in job.diagnosis()
 
     script = [sys.executable, str(ROOT / "benchmarks" / "dmc_suite.py"), "--table", "--outdir", str(tmp_path)]
@@ -259,10 +259,41 @@ def test_suite_counts_a_run_in_the_repeat_it_was_trained_with(tmp_path, monkeypa
         done.stderr.strip() == "dmc_suite: unknown dm_control task 'finger-spn'; did you mean 'finger-spin'?"
     )
     done = subprocess.run(
-        [*script, "--tasks", "finger-spin", "--seeds", "0", "--at", "12500"],
+        [*script, "--tasks", "finger-spin", "--seeds", "0", "--at", "25000"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert any(line.split()[:3] == ["dmc/finger-spin", "0", "1.5"] for line in done.stdout.splitlines())
+
+
+def test_suite_archives_its_runs_records_where_the_table_reads_them(tmp_path, monkeypatch):
+    """--archive copies a run's config, metrics and scores (not its checkpoint, replay or episodes);
+    the table of the archive equals the table of the runs; a run archived further along is kept."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import dmc_suite
+
+    outdir, into = tmp_path / "runs", tmp_path / "archive"
+    logdir = outdir / "dmc_finger-spin" / "dreamerv3-dmc_proprio_cpu" / "0"
+    (logdir / "episodes").mkdir(parents=True)
+    (logdir / "config.yaml").write_text("env:\n  name: dmc/finger-spin\n  repeat: 2\n")
+    rows = [{"step": 6250, "eval/return": 1.5}, {"step": 6300, "time/cpu_hours": 0.5}]
+    (logdir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (logdir / "scores.jsonl").write_text('{"step": 500, "score": 3.0}\n')
+    (logdir / "checkpoint.pt").write_bytes(b"weights")
+    jobs = [dmc_suite.Job(dmc_suite.parse_args(["--outdir", str(outdir)]), "dmc/finger-spin", 0)]
+    copied = dmc_suite.archive(jobs, outdir, into)
+    target = into / "dmc_finger-spin" / "dreamerv3-dmc_proprio_cpu" / "0"
+    assert copied == [target]
+    assert sorted(path.name for path in target.iterdir()) == ["config.yaml", "metrics.jsonl", "scores.jsonl"]
+    archived = [dmc_suite.Job(dmc_suite.parse_args(["--outdir", str(into)]), "dmc/finger-spin", 0)]
+    at = [12500, 25000]
+    assert dmc_suite.table(archived, at, [])[1:] == dmc_suite.table(jobs, at, [])[1:]
+    assert archived[0].cpu_hours() == 0.5 and archived[0].scores() == [(1000, 3.0)]
+
+    further = [*rows, {"step": 12500, "eval/return": 9.0}]
+    (target / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in further))
+    assert dmc_suite.archive(jobs, outdir, into) == []
+    assert '"eval/return": 9.0' in (target / "metrics.jsonl").read_text()
+    assert dmc_suite.archive(archived, into, into) == []  # archiving the archive into itself: nothing
