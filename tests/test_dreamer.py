@@ -271,6 +271,18 @@ def test_dmc_proprio_cpu_preset_trains_the_actor_through_the_dynamics_with_a_fas
     assert finite(metrics), metrics
 
 
+def test_carracing_cpu_preset_learns_by_reinforce_from_small_frames_with_an_entropy_floor():
+    full = load_config(["dreamerv3", "carracing_cpu"])
+    assert (full.env.size, full.env.repeat, full.env.throttle, full.env.patience) == (32, 4, True, 25)
+    actor = full.dreamer.actor
+    assert (actor.grad_continuous, actor.dist, actor.init_std) == ("reinforce", "tanh_normal", 1.0)
+    assert (actor.entropy_target, actor.squash_penalty, full.dreamer.imagine_starts) == (0.0, 0.1, 128)
+    agent = make_agent("image", "continuous", "dreamerv3", "carracing_cpu")
+    assert agent.actor_grad == "reinforce"
+    metrics = agent.train_step(fake_batch("image", "continuous"))
+    assert finite(metrics), metrics
+
+
 def test_same_seed_gives_the_same_metrics():
     data = fake_batch("vector", "discrete")
     runs = []
