@@ -277,6 +277,7 @@ def test_carracing_cpu_preset_learns_by_reinforce_from_small_frames_with_an_entr
     actor = full.dreamer.actor
     assert (actor.grad_continuous, actor.dist, actor.init_std) == ("reinforce", "tanh_normal", 1.0)
     assert (actor.entropy_target, actor.squash_penalty, full.dreamer.imagine_starts) == (0.0, 0.1, 128)
+    assert full.dreamer.eval_mode == "sample"
     agent = make_agent("image", "continuous", "dreamerv3", "carracing_cpu")
     assert agent.actor_grad == "reinforce"
     metrics = agent.train_step(fake_batch("image", "continuous"))
