@@ -9,7 +9,7 @@ step stands for ``env.repeat`` of them). Runs land in ``--outdir/<task>/<method>
 figure of every task with its reference is ``dreamworld plot --indir OUTDIR --xaxis env_step
 --reference dreamerv3_dmc_proprio`` (``--plot DIR`` draws it at the end, for
 this call's tasks and method only). ``--archive DIR`` copies each run's records (its config, metrics
-and training scores, about 100 kB) into the same layout under DIR, where ``--table --outdir DIR``
+and training scores, about 200 kB) into the same layout under DIR, where ``--table --outdir DIR``
 and the plot read them on any machine: the runs of a suite that spans machines or sessions meet
 there (the project keeps its own in benchmarks/results/dmc_suite).
 
@@ -23,7 +23,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -39,7 +38,7 @@ from dreamworld.config import load_config
 from dreamworld.config.loader import parse_overrides
 from dreamworld.envs import action_repeat, check_env_id
 from dreamworld.errors import DreamworldError
-from dreamworld.tools.plot import load_reference, run_action_repeat, task_key
+from dreamworld.tools.plot import load_reference, read_records, run_action_repeat, task_key
 
 TASKS = (
     "dmc/reacher-easy",
@@ -108,9 +107,7 @@ class Job:
     def records(self) -> list[dict]:
         """The run's metrics, read once until :meth:`forget` (a finished training writes new ones)."""
         if self._records is None:
-            path = self.logdir / "metrics.jsonl"
-            lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-            self._records = [json.loads(line) for line in lines if line.strip()]
+            self._records = read_records(self.logdir / "metrics.jsonl")
         return self._records
 
     def forget(self) -> None:
@@ -134,9 +131,7 @@ class Job:
 
     def scores(self) -> list[tuple[int, float]]:
         """Training episodes' (environment step, return)."""
-        path = self.logdir / "scores.jsonl"
-        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-        rows = [json.loads(line) for line in lines if line.strip()]
+        rows = read_records(self.logdir / "scores.jsonl")
         return [(int(r["step"]) * self.repeat, float(r["score"])) for r in rows if "score" in r]
 
     def diagnosis(self) -> str:
@@ -219,12 +214,9 @@ def archive(jobs: list[Job], outdir: Path, into: Path) -> list[Path]:
         target = into / job.logdir.relative_to(outdir)
         if not job.returns() or target.resolve() == job.logdir.resolve():
             continue
-        archived = target / "metrics.jsonl"
-        if archived.is_file():
-            lines = archived.read_text(encoding="utf-8").splitlines()
-            if sum('"eval/return"' in line for line in lines) > len(job.returns()):
-                print(f"{job}: the archive's run in {target} is further along; kept")
-                continue
+        if sum("eval/return" in r for r in read_records(target / "metrics.jsonl")) > len(job.returns()):
+            print(f"{job}: the archive's run in {target} is further along; kept")
+            continue
         target.mkdir(parents=True, exist_ok=True)
         for name in ARCHIVED:
             if (job.logdir / name).is_file():

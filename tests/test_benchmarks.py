@@ -297,3 +297,9 @@ def test_suite_archives_its_runs_records_where_the_table_reads_them(tmp_path, mo
     assert dmc_suite.archive(jobs, outdir, into) == []
     assert '"eval/return": 9.0' in (target / "metrics.jsonl").read_text()
     assert dmc_suite.archive(archived, into, into) == []  # archiving the archive into itself: nothing
+
+    with (logdir / "metrics.jsonl").open("a") as metrics:
+        metrics.write('{"step": 7000, "eval/ret')  # a run stopped mid-write
+    stopped = dmc_suite.Job(dmc_suite.parse_args(["--outdir", str(outdir)]), "dmc/finger-spin", 0)
+    with pytest.warns(UserWarning, match="skipped 1 malformed line"):
+        assert stopped.returns() == {12500: 1.5}

@@ -150,8 +150,17 @@ def _env_repeat(env: dict[str, Any]) -> int:
     return action_repeat(str(env.get("name", "")), given if isinstance(given, int) and given > 0 else None)
 
 
-def _read_records(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a ``.jsonl`` file; malformed lines are skipped with one warning per file."""
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The JSON objects of a ``.jsonl`` file (a run's ``metrics.jsonl`` or ``scores.jsonl``), none for
+    a missing file; malformed lines (a run stopped mid-write) are skipped with one warning per file.
+
+    Example:
+        >>> read_records("no-such-run/metrics.jsonl")
+        []
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
     records, bad = [], 0
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
@@ -170,10 +179,10 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
 def _run_records(path: Path, yaxis: str) -> list[dict[str, Any]]:
     """A run's ``metrics.jsonl``, or its ``scores.jsonl`` (``score`` as ``yaxis``) for a score key
     that the metrics lack."""
-    metrics = _read_records(path / METRICS_FILE)
+    metrics = read_records(path / METRICS_FILE)
     scores = path / SCORES_FILE
     if yaxis in _SCORE_KEYS and scores.is_file() and not any(yaxis in r for r in metrics):
-        return [{**r, yaxis: r["score"]} for r in _read_records(scores) if "score" in r]
+        return [{**r, yaxis: r["score"]} for r in read_records(scores) if "score" in r]
     return metrics
 
 
