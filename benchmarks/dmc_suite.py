@@ -3,8 +3,9 @@
 Trains every task x seed with the same preset and overrides (``--jobs`` runs at a time, each on
 ``--threads`` threads), resumes the runs an earlier invocation left unfinished and skips the finished
 ones, then prints one table: the evaluation return at ``--at`` environment steps per task and seed,
-the mean +- std over seeds, the reference at the same step and each run's CPU hours, and a last line
-that counts the tasks at or above their reference. Steps are environment steps throughout (a policy
+the mean +- std over seeds (over the seeds that got there, and how many, while some have not), the
+reference at the same step and each run's CPU hours, and a last line that counts the tasks at or
+above their reference and the runs it stands on. Steps are environment steps throughout (a policy
 step stands for ``env.repeat`` of them). Runs land in ``--outdir/<task>/<method>/<seed>``; the
 figure of every task with its reference is ``dreamworld plot --indir OUTDIR --xaxis env_step
 --reference dreamerv3_dmc_proprio`` (``--plot DIR`` draws it at the end, for
@@ -139,6 +140,8 @@ class Job:
         (exploration), the actor's entropy over the run (collapse), the critic against the imagined
         returns it regresses on (lag) and the reward model's loss (model error), over the last fifth."""
         records, scores = self.records(), self.scores()
+        if not records and not scores:
+            return f"{self}: not started (no records in {self.logdir})"
         parts = []
         first = next((step for step, score in scores if score > 0), None)
         parts.append(
@@ -286,29 +289,40 @@ def _cell(value: float) -> str:
     return f"{value:16.1f}" if np.isfinite(value) else f"{'-':>16}"
 
 
+def _mean_cell(values: np.ndarray) -> str:
+    """Mean +- std over the seeds that reached the step; ``mean (k/n)`` while only k of n have."""
+    done = values[np.isfinite(values)]
+    if not len(done):
+        return f"{'-':>16}"
+    if len(done) < len(values):
+        return f"{f'{np.mean(done):.1f} ({len(done)}/{len(values)})':>16}"
+    return f"{f'{np.mean(done):.1f} +- {np.std(done):.1f}':>16}"
+
+
 def table(jobs: list[Job], at: Sequence[int], references: list) -> list[str]:
-    """The lines of the suite's table (returns at ``at`` environment steps), then its summary."""
+    """The lines of the suite's table (returns at ``at`` environment steps), then its summary: the
+    tasks at or above their reference and the mean over tasks, at the last step, over the runs that
+    reached it (their count is said, so a suite still running is not mistaken for a finished one)."""
     width = max(len(job.task) for job in jobs) + 2
     head = "".join(f"{_steps(s):>16}" for s in at)
     lines = [f"{'task':<{width}}{'seed':>5}{head}{'CPU h':>8}"]
-    means, refs = [], []
+    means, refs, reached = [], [], 0
     for task in dict.fromkeys(job.task for job in jobs):
         rows = [job for job in jobs if job.task == task]
         for job in rows:
             cells = "".join(_cell(job.at(s)) for s in at)
-            lines.append(f"{task:<{width}}{job.seed:>5}{cells}{job.cpu_hours():8.2f}")
+            hours = job.cpu_hours()
+            lines.append(
+                f"{task:<{width}}{job.seed:>5}{cells}"
+                + (f"{hours:8.2f}" if np.isfinite(hours) else f"{'-':>8}")
+            )
         values = np.array([[job.at(s) for s in at] for job in rows])
-        cells = "".join(
-            f"{f'{np.mean(v):.1f} +- {np.std(v):.1f}':>16}" if np.isfinite(v).all() else f"{'-':>16}"
-            for v in values.T
-        )
-        lines.append(f"{'':<{width}}{'mean':>5}{cells}")
+        lines.append(f"{'':<{width}}{'mean':>5}" + "".join(_mean_cell(v) for v in values.T))
         reference = [reference_at(references, task, s) for s in at]
-        lines.append(
-            f"{'':<{width}}{'ref':>5}"
-            + "".join(f"{r:16.1f}" if np.isfinite(r) else f"{'-':>16}" for r in reference)
-        )
-        means.append(np.mean(values[:, -1]))
+        lines.append(f"{'':<{width}}{'ref':>5}" + "".join(_cell(r) for r in reference))
+        final = values[:, -1][np.isfinite(values[:, -1])]
+        reached += len(final)
+        means.append(np.mean(final) if len(final) else np.nan)
         refs.append(reference[-1])
     means_a, refs_a = np.array(means), np.array(refs)
     known = np.isfinite(means_a) & np.isfinite(refs_a)
@@ -316,7 +330,8 @@ def table(jobs: list[Job], at: Sequence[int], references: list) -> list[str]:
         above = int(np.sum(means_a[known] >= refs_a[known]))
         lines.append(
             f"at {_steps(at[-1])}: {above} of {int(known.sum())} tasks at or above the reference; "
-            f"mean over tasks {np.mean(means_a[known]):.1f} against {np.mean(refs_a[known]):.1f}"
+            f"mean over tasks {np.mean(means_a[known]):.1f} against {np.mean(refs_a[known]):.1f} "
+            f"({reached} of {len(jobs)} runs there)"
         )
     return lines
 

@@ -303,3 +303,27 @@ def test_suite_archives_its_runs_records_where_the_table_reads_them(tmp_path, mo
     stopped = dmc_suite.Job(dmc_suite.parse_args(["--outdir", str(outdir)]), "dmc/finger-spin", 0)
     with pytest.warns(UserWarning, match="skipped 1 malformed line"):
         assert stopped.returns() == {12500: 1.5}
+
+
+def test_suite_table_of_a_suite_still_running_says_how_many_runs_it_counts(tmp_path, monkeypatch):
+    """A seed not started shows '-' and says so in its diagnosis; the mean row averages the seeds that
+    reached each step and marks how many did; the summary counts the runs behind it."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import dmc_suite
+
+    args = dmc_suite.parse_args(["--outdir", str(tmp_path), "--seeds", "0", "1"])
+    logdir = tmp_path / "dmc_finger-spin" / "dreamerv3-dmc_proprio_cpu" / "0"
+    logdir.mkdir(parents=True)
+    (logdir / "config.yaml").write_text("env:\n  name: dmc/finger-spin\n  repeat: 2\n")
+    rows = [{"step": 6250, "eval/return": 300.0}, {"step": 50000, "eval/return": 900.0}]
+    (logdir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    jobs = [dmc_suite.Job(args, "dmc/finger-spin", seed) for seed in (0, 1)]
+    references = dmc_suite.load_reference("dreamerv3_dmc_proprio")
+    lines = dmc_suite.table(jobs, [12500, 100000], references)
+    assert lines[2].split() == ["dmc/finger-spin", "1", "-", "-", "-"]
+    assert lines[3].split() == ["mean", "300.0", "(1/2)", "900.0", "(1/2)"]
+    assert lines[-1] == (
+        "at 100k: 1 of 1 tasks at or above the reference; "
+        "mean over tasks 900.0 against 768.0 (1 of 2 runs there)"
+    )
+    assert jobs[1].diagnosis().startswith("dmc/finger-spin seed 1: not started (no records in ")
