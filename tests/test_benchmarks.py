@@ -327,3 +327,19 @@ def test_suite_table_of_a_suite_still_running_says_how_many_runs_it_counts(tmp_p
         "mean over tasks 900.0 against 768.0 (1 of 2 runs there)"
     )
     assert jobs[1].diagnosis().startswith("dmc/finger-spin seed 1: not started (no records in ")
+
+
+def test_finger_spin_motion_tells_a_spin_from_strokes_back_and_forth(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import finger_spin
+
+    spin = np.full(100, -20.0)
+    strokes = np.tile([-20.0, -10.0, 0.5, 10.0, 20.0, 10.0], 10)  # still (0.5) does not count as reversing
+    assert finger_spin.motion(spin) == {"rewarded": 1.0, "other": 0.0, "reversals": 0}
+    assert finger_spin.motion(strokes) == {"rewarded": 10 / 60, "other": 10 / 60, "reversals": 19}
+    run = tmp_path / "run"
+    (run / "episodes").mkdir(parents=True)
+    vector = np.zeros((6, 9), np.float32)
+    vector[:, -1] = strokes[:6]
+    np.savez(run / "episodes" / "a.npz", vector=vector, reward=np.ones(6, np.float32))
+    assert finger_spin.main([str(run)]) == 0
