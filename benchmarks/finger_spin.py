@@ -22,10 +22,12 @@ hinge's).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from dreamworld.data.store import EPISODE_DIR, EpisodeStore
 from dreamworld.tools.plot import run_action_repeat
 
 SPIN = 15.0  # rad/s, dm_control's finger-spin threshold
@@ -48,20 +50,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=10, help="print every N-th episode (and the last)")
     args = parser.parse_args(argv)
     for run in map(Path, args.runs):
-        files = sorted((run / "episodes").glob("*.npz"))
+        if not (run / EPISODE_DIR).is_dir():
+            print(f"finger_spin: {run} has no {EPISODE_DIR}/ folder; give a run directory", file=sys.stderr)
+            return 2
+        store = EpisodeStore(run / EPISODE_DIR)
         repeat = run_action_repeat(run) or 1
-        print(f"{run}: {len(files)} episodes (action repeat {repeat})")
+        print(f"{run}: {len(store)} episodes (action repeat {repeat})")
         steps = 0
-        for index, path in enumerate(files):
-            with np.load(path) as episode:
-                velocity = np.asarray(episode["vector"][:, -1], np.float64)
-                score = float(np.sum(episode["reward"][1:]))
+        for index, episode in enumerate(store.episodes()):
+            velocity = np.asarray(episode["vector"][:, -1], np.float64)
             steps += len(velocity)
-            if index % args.every and index != len(files) - 1:
+            if index % args.every and index != len(store) - 1:
                 continue
             shown = motion(velocity)
             print(
-                f"  episode {index:4d} (by {steps * repeat / 1000:5.1f}k steps): return {score:6.1f}; "
+                f"  episode {index:4d} (by {steps * repeat / 1000:5.1f}k steps): "
+                f"return {float(np.sum(episode['reward'][1:])):6.1f}; "
                 f"beyond {SPIN:.0f} rad/s rewarded way {shown['rewarded']:4.0%}, other way "
                 f"{shown['other']:4.0%}; reversals {shown['reversals']:3d}"
             )

@@ -343,3 +343,4 @@ def test_finger_spin_motion_tells_a_spin_from_strokes_back_and_forth(tmp_path, m
     vector[:, -1] = strokes[:6]
     np.savez(run / "episodes" / "a.npz", vector=vector, reward=np.ones(6, np.float32))
     assert finger_spin.main([str(run)]) == 0
+    assert finger_spin.main([str(tmp_path / "missing")]) == 2 and not (tmp_path / "missing").exists()
