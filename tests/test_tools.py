@@ -23,7 +23,7 @@ def run(tmp_path_factory):
 def test_eval_prints_mean_and_std_and_writes_a_video(run, capsys):
     assert main(["eval", "--logdir", str(run), "--episodes", "3", "--video", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "dreamer evaluation: return" in out and "over 3 episodes, length " in out
+    assert "dreamer evaluation: return" in out and "over 3 episodes, most likely actions, length " in out
     result = json.loads((run / "eval" / "eval.json").read_text())
     assert len(result["returns"]) == 3 and result["mode"] == "mode"
     # CartPole pays 1 per step: every episode's return is its length in policy steps
@@ -31,6 +31,26 @@ def test_eval_prints_mean_and_std_and_writes_a_video(run, capsys):
     assert list((run / "eval" / "videos").glob("eval_video_*.mp4"))
     assert main(["eval", "--logdir", str(run), "--episodes", "2", "--stochastic"]) == 0
     assert json.loads((run / "eval" / "eval.json").read_text())["mode"] == "sample"
+
+
+def test_eval_follows_the_runs_own_evaluation_mode(run, tmp_path, capsys):
+    """A run that evaluates with sampled actions (carracing_cpu) is evaluated the same way by default."""
+    from dataclasses import replace
+
+    from dreamworld.algos.dreamer.agent import Dreamer
+
+    agent = Dreamer.load(run / "checkpoint.pt", device="cpu")
+    config = agent.run_config
+    agent.run_config = replace(config, dreamer=replace(config.dreamer, eval_mode="sample"))
+    path = agent.save(tmp_path / "agent.pt")
+    argv = ["eval", "--logdir", str(run), "--checkpoint", str(path), "--episodes", "1"]
+    assert main(argv) == 0
+    assert ", sampled actions" in capsys.readouterr().out
+    assert json.loads((run / "eval" / "eval.json").read_text())["mode"] == "sample"
+    assert main([*argv, "--deterministic"]) == 0
+    assert json.loads((run / "eval" / "eval.json").read_text())["mode"] == "mode"
+    with pytest.raises(SystemExit):
+        main([*argv, "--deterministic", "--stochastic"])
 
 
 def test_eval_of_a_saved_agent_file(run, tmp_path, capsys):

@@ -172,14 +172,28 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "eval",
         help="evaluate a trained run (Dreamer or World Models) on fresh episodes",
-        description="Load the checkpoint and configuration of LOGDIR, run episodes with the deterministic "
-        "policy (--stochastic samples), print the mean and std of the return and write videos.",
+        description="Load the checkpoint and configuration of LOGDIR, run episodes with the run's own "
+        "evaluation policy (dreamer.eval_mode; --stochastic samples actions, --deterministic takes the "
+        "most likely), print the mean and std of the return and write videos.",
     )
     evaluate.add_argument("--logdir", required=True, help="the run directory")
     evaluate.add_argument("--episodes", type=int, default=10, help="episodes to run")
     evaluate.add_argument("--video", action="store_true", help="write a video of the first episode")
     evaluate.add_argument("--checkpoint", help="a checkpoint file instead of the run's own")
-    evaluate.add_argument("--stochastic", action="store_true", help="sample actions (Dreamer)")
+    policy = evaluate.add_mutually_exclusive_group()
+    policy.add_argument(
+        "--stochastic",
+        dest="stochastic",
+        action="store_true",
+        default=None,
+        help="sample actions (Dreamer; default: the run's dreamer.eval_mode)",
+    )
+    policy.add_argument(
+        "--deterministic",
+        dest="stochastic",
+        action="store_false",
+        help="take the most likely action (Dreamer; default: the run's dreamer.eval_mode)",
+    )
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     evaluate.set_defaults(handler=_eval, takes_overrides=False)
 
@@ -540,6 +554,8 @@ def _eval(args: argparse.Namespace, rest: Sequence[str]) -> int:
     )
     count = len(result.returns)
     line = f"{result.algorithm} evaluation: return {result.mean:.1f} ± {result.std:.1f} over {count} episodes"
+    if result.mode:
+        line += ", sampled actions" if result.mode == "sample" else ", most likely actions"
     if result.lengths:
         line += f", length {sum(result.lengths) / len(result.lengths):.1f}"
     line += "".join(f", {key} {value:.2f}" for key, value in sorted(result.stats.items()))

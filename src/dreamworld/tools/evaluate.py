@@ -35,6 +35,8 @@ class EvalResult:
     stats: dict[str, float] = field(default_factory=dict)
     """Means over the episodes of the environment's ``log_<name>`` values at their last step, e.g.
     ``success`` (Dreamer runs)."""
+    mode: str = ""
+    """How a Dreamer chose its actions: ``mode`` (the most likely) or ``sample``."""
 
     @property
     def mean(self) -> float:
@@ -50,7 +52,7 @@ def evaluate_run(
     episodes: int = 10,
     video: bool = False,
     checkpoint: str | Path | None = None,
-    stochastic: bool = False,
+    stochastic: bool | None = None,
     device: str = "auto",
 ) -> EvalResult:
     """Evaluates the run in ``logdir`` (or the given checkpoint) for ``episodes`` episodes.
@@ -61,7 +63,9 @@ def evaluate_run(
         video: Write a video of the first episode.
         checkpoint: A checkpoint file instead of the run's own (Dreamer: any ``checkpoint.pt`` or
             ``agent.save`` file; World Models: a controller's ``best.pt``).
-        stochastic: Sample actions instead of taking the most likely (Dreamer).
+        stochastic: Sample actions (True) or take the most likely (False); None follows the run's
+            own ``dreamer.eval_mode``, so that ``dreamworld eval`` measures what the run's
+            evaluations measured (Dreamer).
         device: ``auto``, ``cpu`` or ``cuda``.
 
     Raises:
@@ -77,7 +81,7 @@ def evaluate_run(
 
 
 def _evaluate_dreamer(
-    logdir: Path, path: Path, episodes: int, video: bool, stochastic: bool, device: str
+    logdir: Path, path: Path, episodes: int, video: bool, stochastic: bool | None, device: str
 ) -> EvalResult:
     from dreamworld.algos.dreamer.agent import Dreamer
     from dreamworld.run.driver import Driver, vector_env
@@ -90,7 +94,7 @@ def _evaluate_dreamer(
     tally = EpisodeTally()
     frames: list[np.ndarray] = []
     latent: list[Any] = [None]
-    mode = "sample" if stochastic else "mode"
+    mode = config.dreamer.eval_mode if stochastic is None else ("sample" if stochastic else "mode")
     with vector_env(config.env, num_envs=1, parallel="serial") as env:
 
         def act(obs: dict[str, np.ndarray], state: Any) -> tuple[np.ndarray, Any]:
@@ -105,7 +109,7 @@ def _evaluate_dreamer(
         driver.on_episode(tally)
         driver.run(act, episodes=episodes)
     returns, lengths, stats = tally.returns[:episodes], tally.lengths[:episodes], tally.mean_stats(episodes)
-    result = EvalResult("dreamer", returns, lengths=lengths, stats=stats)
+    result = EvalResult("dreamer", returns, lengths=lengths, stats=stats, mode=mode)
     with Logger(logdir / EVAL_DIR, tensorboard=config.log.tensorboard, progress=False) as logger:
         if frames:
             result.videos.append(logger.video("eval/video", np.stack(frames), step=0))
