@@ -53,7 +53,7 @@ def test_a_nan_observation_stops_the_run_naming_environment_key_and_step(tmp_pat
     assert main([*argv, "--steps", "300"]) == 2
     err = one_line(capsys.readouterr().err)
     assert "DwCount-v0" in err and "'vector'" in err and "step 7" in err and "nonfinite" in err
-    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    assert _checkpoint_steps(tmp_path / "run") == 0  # only the new run's own, from before step 1
     # Asked for, the values are replaced and the run trains on, finite throughout.
     assert main([*argv, "--steps", "300", "--env.nonfinite", "replace"]) == 0
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt", kind="dreamer")
@@ -219,7 +219,7 @@ def test_an_interrupt_writes_a_checkpoint_and_the_run_resumes_from_it(tmp_path, 
         if lines and json.loads(lines[-1])["step"] > 150:
             break
         time.sleep(0.2)
-    assert not (tmp_path / "checkpoint.pt").exists()  # the first periodic one is 10 minutes away
+    assert _checkpoint_steps(tmp_path) == 0  # step 0's; the first periodic one is 10 minutes away
     process.send_signal(signum)
     _, err = process.communicate(timeout=60)
     lines = err.decode().strip().splitlines()
@@ -262,6 +262,31 @@ def test_a_killed_and_resumed_run_directory_equals_an_uninterrupted_one(tmp_path
         assert _lines(whole / name) == _lines(parts / name), name
     assert sorted(os.listdir(whole / "videos")) == sorted(os.listdir(parts / "videos"))
     assert sorted(os.listdir(whole / "replay")) == sorted(os.listdir(parts / "replay"))
+
+
+def test_a_run_killed_before_its_first_periodic_checkpoint_resumes_from_step_0(tmp_path):
+    """It does not start over on top of what it wrote (scores and episodes twice over)."""
+    clocks = ["--dreamer.save_every", "1e9", "--dreamer.eval_every", "0", "--dreamer.log_steps", "50"]
+    argv = ["train", *CARTPOLE, *clocks, "--steps", "200"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert main([*argv, "--logdir", str(whole)]) == 0
+    process = subprocess.Popen(
+        cli(*argv, "--logdir", str(parts)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 90
+    while process.poll() is None and time.monotonic() < deadline:
+        scores = parts / "scores.jsonl"
+        if scores.exists() and len(scores.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, process.stderr.read().decode()[-2000:]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (parts / "checkpoint.pt").exists() and _checkpoint_steps(parts) == 0
+    assert main([*argv, "--logdir", str(parts)]) == 0
+    assert _episodes(whole) == _episodes(parts)
+    for name in ("scores.jsonl", "metrics.jsonl"):
+        assert _lines(whole / name) == _lines(parts / name), name
 
 
 def _checkpoint_steps(logdir: Path) -> int:

@@ -272,7 +272,8 @@ def test_step_clocks_write_metrics_and_checkpoints(tmp_path):
     # the last write is the final one, at the end of training.
     assert written[:-1] == [101, 150, 200, 250]
     state = load_checkpoint(tmp_path / "checkpoint.pt", kind="dreamer")
-    assert state["replay"]["generation"] == 3  # after steps 101 and 200, and the final save at 300
+    # after the new run's step 0, steps 101 and 200, and the final save at 300
+    assert state["replay"]["generation"] == 4
 
 
 def test_trains_without_imageio_ffmpeg_writing_gifs(tmp_path):

@@ -21,7 +21,9 @@ between two metric writes, writes what an uninterrupted one writes.
 What a killed run wrote after its last checkpoint is dropped when it resumes: the checkpoint records
 how long ``metrics.jsonl`` and ``scores.jsonl`` were and the newest episode file, so the resumed run
 truncates the logs, removes later episodes and videos, and tells TensorBoard to discard later events.
-A killed and resumed run's directory then holds what an uninterrupted one holds.
+A new run writes its first checkpoint at step 0, before its prefill, so that this holds for a run
+killed before its first periodic checkpoint too (it would otherwise start over and append to what
+it had written). A killed and resumed run's directory then holds what an uninterrupted one holds.
 
 Ctrl-C or SIGTERM lets the current update finish, writes a checkpoint and raises
 :class:`~dreamworld.errors.RunInterrupted` (exit status 130 or 143 on the command line); a second
@@ -266,6 +268,7 @@ class _Loop:
         self.stop = _StopSignals()
         self.last_eval: tuple[int, list[float]] = (-1, [])  # step and returns of the latest evaluation
         resumed = self._resume() if self.checkpoint.exists() else None
+        self.new_run = resumed is None
         before = resumed if resumed is not None else {}
         self.seconds_before = float(before.get("seconds", 0.0))  # the clocks of earlier invocations
         self.cpu_before = float(before.get("cpu", 0.0))
@@ -335,6 +338,8 @@ class _Loop:
         next_eval = (self.counters.steps // every + 1) * every if every else None
         self._announce()
         with self.logger, self.stop:
+            if self.new_run:  # step 0's checkpoint: a run killed before its first periodic one
+                self.save()  # resumes from here, dropping what it wrote, instead of appending to it
             self._prefill()
             if not self.stop.signum:
                 self._warmup()
