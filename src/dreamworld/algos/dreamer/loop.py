@@ -268,7 +268,6 @@ class _Loop:
         self.stop = _StopSignals()
         self.last_eval: tuple[int, list[float]] = (-1, [])  # step and returns of the latest evaluation
         resumed = self._resume() if self.checkpoint.exists() else None
-        self.new_run = resumed is None
         before = resumed if resumed is not None else {}
         self.seconds_before = float(before.get("seconds", 0.0))  # the clocks of earlier invocations
         self.cpu_before = float(before.get("cpu", 0.0))
@@ -338,8 +337,8 @@ class _Loop:
         next_eval = (self.counters.steps // every + 1) * every if every else None
         self._announce()
         with self.logger, self.stop:
-            if self.new_run:  # step 0's checkpoint: a run killed before its first periodic one
-                self.save()  # resumes from here, dropping what it wrote, instead of appending to it
+            if not self.checkpoint.exists():  # a new run: a checkpoint at step 0, so that a run
+                self.save()  # killed before its first periodic one drops what it wrote on resuming
             self._prefill()
             if not self.stop.signum:
                 self._warmup()
